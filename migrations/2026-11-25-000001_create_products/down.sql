@@ -1,0 +1,2 @@
+DROP FUNCTION product_lock_key(text, text, text);
+DROP TABLE products;

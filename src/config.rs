@@ -1,0 +1,123 @@
+//! Typed configuration, read from environment variables and command-line flags.
+//!
+//! Every setting is an environment variable and a flag of the same name (`BIND_ADDR` and
+//! `--bind-addr`); a flag wins over the variable.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | unset | PostgreSQL to use; unset starts the embedded cluster in `$DATA_DIR/postgres` |
+//! | `BIND_ADDR` | `127.0.0.1:8080` | HTTP listen address (port 0 picks a free port) |
+//! | `DB_POOL_SIZE` | `16` | most database connections the service holds |
+//! | `DB_POOL_TIMEOUT_MS` | `2000` | longest wait for a free pooled connection before a 503 |
+//! | `LOCK_TIMEOUT_MS` | `5000` | longest wait for any lock (advisory or row) before a 503 |
+//! | `STATEMENT_TIMEOUT_MS` | `10000` | longest run of one SQL statement before a 503 |
+//! | `MAX_BODY_BYTES` | `65536` | largest request body; larger is a 413 |
+//! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
+//! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
+//! | `RUST_LOG` | `info` | log filter (env_logger syntax) |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The service's settings. `Default` gives the documented defaults with no database URL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL connection string; unset: the embedded database in `$DATA_DIR/postgres`.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Address the HTTP server listens on.
+    #[arg(
+        long,
+        env = "BIND_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind_addr: SocketAddr,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub db_pool_size: u32,
+
+    /// Longest wait for a pooled connection, in milliseconds, before answering 503.
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_pool_timeout_ms: u64,
+
+    /// Longest wait for any lock inside a transaction, in milliseconds, before answering 503.
+    #[arg(long, env = "LOCK_TIMEOUT_MS", default_value_t = 5000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=2_147_483_647))]
+    pub lock_timeout_ms: u64,
+
+    /// Longest run of one SQL statement, in milliseconds, before answering 503.
+    #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 10_000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=2_147_483_647))]
+    pub statement_timeout_ms: u64,
+
+    /// Largest accepted request body in bytes; a larger one is answered 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub max_body_bytes: u64,
+
+    /// Directory of the embedded PostgreSQL's data (used when no DATABASE_URL is set).
+    #[arg(long, env = "DATA_DIR", default_value = ".data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Number of HTTP worker threads; unset: one per core.
+    #[arg(long, env = "HTTP_WORKERS", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub http_workers: Option<u32>,
+
+    /// Log filter, in env_logger syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub rust_log: String,
+
+    /// Test-only switches; they exist only in builds with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    #[arg(skip)]
+    pub test_hooks: TestHooks,
+}
+
+/// Switches that let the test suite prove its race tests can fail. Never in a release build.
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TestHooks {
+    /// Skip `pg_advisory_xact_lock` in the upsert: the bug this service exists to prevent.
+    pub disable_advisory_lock: bool,
+    /// Sleep this long between reading the row and writing it, widening the race window.
+    pub race_window_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db_pool_size: 16,
+            db_pool_timeout_ms: 2000,
+            lock_timeout_ms: 5000,
+            statement_timeout_ms: 10_000,
+            max_body_bytes: 65_536,
+            data_dir: PathBuf::from(".data"),
+            http_workers: None,
+            rust_log: "info".to_owned(),
+            #[cfg(feature = "test-hooks")]
+            test_hooks: TestHooks::default(),
+        }
+    }
+}
+
+impl Config {
+    /// How long a request may wait for a pooled connection.
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_pool_timeout_ms)
+    }
+
+    /// A client-side backstop for one database exchange: every server-side bound plus slack.
+    /// It only fires when the server itself stops answering (a network partition).
+    pub fn db_deadline(&self) -> Duration {
+        Duration::from_millis(self.lock_timeout_ms + self.statement_timeout_ms * 4 + 2000)
+    }
+}

@@ -1,0 +1,246 @@
+//! One error type for every HTTP answer that is not a success, rendered as
+//! `application/problem+json` (RFC 9457).
+//!
+//! The mapping from cause to status lives here and nowhere else. A 500 says nothing of its cause
+//! to the client; the cause is logged once, here, when the response is built.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Validation messages by field name, in a stable order.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// How long a client should wait before retrying after a 503.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Why the database could not serve a request right now (always a 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// A lock was not granted within `LOCK_TIMEOUT_MS`.
+    LockTimeout,
+    /// A statement ran longer than `STATEMENT_TIMEOUT_MS`.
+    StatementTimeout,
+    /// No pooled connection was free within `DB_POOL_TIMEOUT_MS`.
+    PoolTimeout,
+    /// The database could not be reached or the connection broke.
+    Connection,
+    /// The database reported a transient conflict (deadlock, serialization failure, shutdown).
+    Transient,
+    /// A key change kept racing with other writers; retrying later will succeed.
+    Contention,
+}
+
+impl Unavailable {
+    fn detail(self) -> &'static str {
+        match self {
+            Self::LockTimeout => {
+                "another request holds this product's lock; it was not released within LOCK_TIMEOUT_MS"
+            }
+            Self::StatementTimeout => "the database did not finish within STATEMENT_TIMEOUT_MS",
+            Self::PoolTimeout => "no database connection became free within DB_POOL_TIMEOUT_MS",
+            Self::Connection => "the database is unreachable",
+            Self::Transient => "the database reported a transient failure",
+            Self::Contention => "the product kept changing under concurrent writers",
+        }
+    }
+}
+
+/// Every error the API answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+    #[error("invalid input")]
+    Validation(FieldErrors),
+    #[error("invalid query parameter: {0}")]
+    InvalidQuery(String),
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("product not found")]
+    ProductNotFound,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("another product (id {existing_id}) already has this brand, serial and manufacturer")]
+    KeyConflict { existing_id: i64 },
+    #[error("service unavailable: {0:?}")]
+    Unavailable(Unavailable),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a FieldErrors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    existing_id: Option<i64>,
+}
+
+impl ApiError {
+    /// A validation error on one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(FieldErrors::from([(
+            field.to_owned(),
+            vec![message.into()],
+        )]))
+    }
+
+    /// The problem type URI and title.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::MalformedJson(_) => (
+                "urn:product-service:problem:malformed-json",
+                "Malformed JSON",
+            ),
+            Self::NotAnObject | Self::Validation(_) => {
+                ("urn:product-service:problem:validation", "Invalid input")
+            }
+            Self::InvalidQuery(_) => ("urn:product-service:problem:invalid-query", "Invalid query"),
+            Self::UnsupportedMediaType => ("about:blank", "Unsupported Media Type"),
+            Self::PayloadTooLarge { .. } => ("about:blank", "Payload Too Large"),
+            Self::ProductNotFound => ("urn:product-service:problem:not-found", "Product not found"),
+            Self::RouteNotFound => ("about:blank", "Not Found"),
+            Self::MethodNotAllowed { .. } => ("about:blank", "Method Not Allowed"),
+            Self::KeyConflict { .. } => {
+                ("urn:product-service:problem:key-conflict", "Key conflict")
+            }
+            Self::Unavailable(_) => (
+                "urn:product-service:problem:unavailable",
+                "Service Unavailable",
+            ),
+            Self::Internal(_) => ("about:blank", "Internal Server Error"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Validation(errors) => {
+                let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+                format!("invalid fields: {}", fields.join(", "))
+            }
+            Self::UnsupportedMediaType => {
+                "the request body must be sent as Content-Type: application/json".to_owned()
+            }
+            Self::Unavailable(why) => why.detail().to_owned(),
+            Self::Internal(_) => "the server failed to handle this request".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_)
+            | Self::NotAnObject
+            | Self::Validation(_)
+            | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::KeyConflict { .. } => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            Self::Internal(cause) => log::error!("internal error: {cause}"),
+            Self::Unavailable(why) => log::warn!("answering 503: {why:?}"),
+            _ => {}
+        }
+        let (kind, title) = self.kind();
+        let problem = Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail: self.detail(),
+            errors: match self {
+                Self::Validation(errors) => Some(errors),
+                _ => None,
+            },
+            existing_id: match self {
+                Self::KeyConflict { existing_id } => Some(*existing_id),
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string()));
+            }
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            _ => {}
+        }
+        response.json(problem)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::ProductNotFound,
+            StoreError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
+            StoreError::KeyKeptMoving => Self::Unavailable(Unavailable::Contention),
+            StoreError::Database(e) => classify_database_error(&e)
+                .map(Self::Unavailable)
+                .unwrap_or_else(|| Self::Internal(format!("database error: {e}"))),
+        }
+    }
+}
+
+/// Sorts a diesel error into the transient faults that deserve a 503, or `None` for a bug.
+///
+/// diesel does not expose the SQLSTATE, so timeouts are recognised by PostgreSQL's message text.
+/// Every connection asks for untranslated messages (`lc_messages = 'C'`, see `db.rs`) so that the
+/// text does not depend on the server's language.
+pub fn classify_database_error(error: &diesel::result::Error) -> Option<Unavailable> {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match error {
+        Error::DatabaseError(kind, info) => match kind {
+            Kind::ClosedConnection | Kind::UnableToSendCommand => Some(Unavailable::Connection),
+            Kind::SerializationFailure => Some(Unavailable::Transient),
+            _ => {
+                let message = info.message();
+                if message.contains("lock timeout") {
+                    Some(Unavailable::LockTimeout)
+                } else if message.contains("statement timeout") {
+                    Some(Unavailable::StatementTimeout)
+                } else if message.contains("deadlock detected")
+                    || message.contains("terminating connection")
+                    || message.contains("the database system is")
+                    || message.contains("due to conflict with recovery")
+                {
+                    Some(Unavailable::Transient)
+                } else {
+                    None
+                }
+            }
+        },
+        Error::BrokenTransactionManager => Some(Unavailable::Connection),
+        _ => None,
+    }
+}

@@ -1,0 +1,16 @@
+//! product-service: upserts products by their natural key (brand, serial, manufacturer) without
+//! ever writing a duplicate, and without a unique constraint in the database.
+//!
+//! Each write takes a transaction-level advisory lock on the key before it reads the row; see
+//! `store` and the README's "How the lock works".
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod embedded_pg;
+pub mod error;
+pub mod models;
+pub mod routes;
+pub mod schema;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,69 @@
+//! The `product-service` binary: `serve` (the default) or `migrate`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use product_service::config::Config;
+use product_service::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Race-free upserts of products by (brand, serial, manufacturer)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&cli.config.rust_log)
+        .init();
+    let runtime = actix_web::rt::System::new();
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(cli.config).await,
+            Command::Migrate => migrate(cli.config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            eprintln!("product-service: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn migrate(config: Config) -> Result<(), String> {
+    let applied = product_service::startup::migrate_only(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        log::info!("no pending migrations");
+    }
+    for version in applied {
+        log::info!("applied migration {version}");
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! The route table.
+//!
+//! | method | path | handler |
+//! |---|---|---|
+//! | POST | `/products`, `/products/` | upsert by (brand, serial, manufacturer): 201 or 200 |
+//! | GET | `/products`, `/products/` | list, exact-match filters, keyset pages |
+//! | GET | `/products/{id}` | one product |
+//! | PUT | `/products/{id}` | replace every writable field |
+//! | PATCH | `/products/{id}` | change the fields it names |
+//! | DELETE | `/products/{id}` | delete: 204 |
+//!
+//! Anything else is a problem+json 404 (no such route) or 405 (no such method, with `Allow`).
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::ApiError;
+
+pub mod products;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for collection in ["/products", "/products/"] {
+        cfg.service(
+            web::resource(collection)
+                .route(web::post().to(products::upsert))
+                .route(web::get().to(products::list))
+                .default_service(web::to(|| not_allowed("GET, POST"))),
+        );
+    }
+    cfg.service(
+        web::resource("/products/{id}")
+            .route(web::get().to(products::get))
+            .route(web::put().to(products::replace))
+            .route(web::patch().to(products::patch))
+            .route(web::delete().to(products::delete))
+            .default_service(web::to(|| not_allowed("GET, PUT, PATCH, DELETE"))),
+    );
+    cfg.default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::RouteNotFound)
+    }));
+}
+
+async fn not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
+}

@@ -1,0 +1,224 @@
+//! Handlers of `/products`. They parse and validate the request completely before taking a
+//! database connection, then make one store call.
+
+use actix_web::http::header;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ProductInput, ProductPatch};
+use crate::error::ApiError;
+use crate::models::ProductBody;
+use crate::startup::AppState;
+use crate::store::{self, ListQuery, Upserted};
+
+/// Default and largest page size of `GET /products`.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+/// Reads a JSON request body: 415 unless it is declared JSON, 413 past `MAX_BODY_BYTES`.
+async fn json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: u64,
+) -> Result<web::BytesMut, ApiError> {
+    let is_json = req.mime_type().ok().flatten().is_some_and(|mime| {
+        mime.type_() == mime::APPLICATION
+            && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+    });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let too_large = ApiError::PayloadTooLarge { limit };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large);
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::MalformedJson(format!("cannot read body: {e}")))?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The id of `/products/{id}`; anything that is not an id names no product.
+fn product_id(path: &web::Path<String>) -> Result<i64, ApiError> {
+    path.parse::<i64>().map_err(|_| ApiError::ProductNotFound)
+}
+
+/// `POST /products`: create (201, `Location`) or update (200) the product with this key.
+pub async fn upsert(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_body(&req, payload, state.max_body_bytes).await?;
+    let input = ProductInput::from_json(&body)?;
+    let outcome = state
+        .with_conn(async |conn| store::upsert(conn, &state.settings, &input).await)
+        .await?;
+    Ok(match outcome {
+        Upserted::Created(product) => HttpResponse::Created()
+            .insert_header((header::LOCATION, format!("/products/{}", product.id)))
+            .json(ProductBody::from(product)),
+        Upserted::Updated(product) => HttpResponse::Ok().json(ProductBody::from(product)),
+    })
+}
+
+/// `GET /products/{id}`.
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = product_id(&path)?;
+    let product = state
+        .with_conn(async |conn| Ok(store::find(conn, id).await?))
+        .await?
+        .ok_or(ApiError::ProductNotFound)?;
+    Ok(HttpResponse::Ok().json(ProductBody::from(product)))
+}
+
+/// `PUT /products/{id}`: replaces every writable field; omitted optional ones return to their
+/// defaults.
+pub async fn replace(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_body(&req, payload, state.max_body_bytes).await?;
+    let patch = ProductPatch::from(ProductInput::from_json(&body)?);
+    let id = product_id(&path)?;
+    update(&state, id, &patch).await
+}
+
+/// `PATCH /products/{id}`: changes only the fields it names.
+pub async fn patch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_body(&req, payload, state.max_body_bytes).await?;
+    let patch = ProductPatch::from_json(&body)?;
+    let id = product_id(&path)?;
+    update(&state, id, &patch).await
+}
+
+async fn update(state: &AppState, id: i64, patch: &ProductPatch) -> Result<HttpResponse, ApiError> {
+    let product = state
+        .with_conn(async |conn| store::update(conn, &state.settings, id, patch).await)
+        .await?;
+    Ok(HttpResponse::Ok().json(ProductBody::from(product)))
+}
+
+/// `DELETE /products/{id}`: 204, or 404 if there was none.
+pub async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = product_id(&path)?;
+    let deleted = state
+        .with_conn(async |conn| store::delete(conn, &state.settings, id).await)
+        .await?;
+    if deleted {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::ProductNotFound)
+    }
+}
+
+/// Query string of `GET /products`: everything arrives as text so that errors name the field.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brand: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manufacturer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    items: Vec<ProductBody>,
+    next: Option<String>,
+}
+
+fn parse_list_params(params: &ListParams) -> Result<ListQuery, ApiError> {
+    let limit = match &params.limit {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::field("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let after = match &params.after {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .map_err(|_| ApiError::field("after", "must be a product id (an integer)"))?,
+        ),
+    };
+    let key_filter = |value: &Option<String>| value.as_deref().map(|v| v.trim().to_owned());
+    Ok(ListQuery {
+        brand: key_filter(&params.brand),
+        serial: key_filter(&params.serial),
+        manufacturer: key_filter(&params.manufacturer),
+        after,
+        limit,
+    })
+}
+
+/// `GET /products?brand=&serial=&manufacturer=&limit=&after=`: one page in id order, with the
+/// URL of the next page (or `null` on the last).
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params: ListParams = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let query = parse_list_params(&params)?;
+    let page_size = query.limit;
+    // One row more than the page tells whether there is a next page.
+    let fetch = ListQuery {
+        limit: page_size + 1,
+        ..query
+    };
+    let mut rows = state
+        .with_conn(async |conn| Ok(store::list(conn, &fetch).await?))
+        .await?;
+    let next = if rows.len() as i64 > page_size {
+        rows.truncate(page_size as usize);
+        rows.last().map(|last| {
+            let next_params = ListParams {
+                limit: Some(page_size.to_string()),
+                after: Some(last.id.to_string()),
+                ..params
+            };
+            format!(
+                "/products?{}",
+                serde_urlencoded::to_string(&next_params).unwrap_or_default()
+            )
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(ProductBody::from).collect(),
+        next,
+    }))
+}

@@ -1,0 +1,339 @@
+//! Every query of the service. Functions that need atomicity open their own transaction and take
+//! their own advisory locks, so no caller can forget them.
+//!
+//! Every write transaction follows the same protocol (README, "How the lock works"):
+//! 1. `BEGIN ISOLATION LEVEL READ COMMITTED`, then bound every wait with `set_config(...)`;
+//! 2. `pg_advisory_xact_lock(product_lock_key(brand, serial, manufacturer))`, alone in its
+//!    statement;
+//! 3. in a later statement, so that its snapshot sees the previous lock holder's commit,
+//!    `SELECT ... FOR UPDATE` the row(s), then UPDATE or INSERT;
+//! 4. `COMMIT`, which releases the lock.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::config::Config;
+use crate::domain::{ProductInput, ProductKey, ProductPatch};
+use crate::models::{NewProduct, Product, ProductChanges};
+use crate::schema::products;
+
+/// How often a key-changing update re-reads a row whose key moved under it before giving up.
+const MAX_KEY_CHANGE_ATTEMPTS: usize = 8;
+
+/// Errors of the store that callers act on; everything else is a database error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no product with this id")]
+    NotFound,
+    #[error("product {existing_id} already has this key")]
+    KeyConflict { existing_id: i64 },
+    #[error("the row's key kept changing under concurrent writers")]
+    KeyKeptMoving,
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// The bounds every write transaction sets for itself (`SET LOCAL`, so they are safe behind a
+/// transaction-pooling PgBouncer).
+#[derive(Debug, Clone, Copy)]
+pub struct TxSettings {
+    pub lock_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+    #[cfg(feature = "test-hooks")]
+    pub hooks: crate::config::TestHooks,
+}
+
+impl From<&Config> for TxSettings {
+    fn from(config: &Config) -> Self {
+        Self {
+            lock_timeout_ms: config.lock_timeout_ms,
+            statement_timeout_ms: config.statement_timeout_ms,
+            #[cfg(feature = "test-hooks")]
+            hooks: config.test_hooks,
+        }
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug)]
+pub enum Upserted {
+    Created(Product),
+    Updated(Product),
+}
+
+/// Exact-match filters and a keyset page of `GET /products`.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    pub brand: Option<String>,
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    /// Only ids greater than this.
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+/// Must run inside a transaction: bounds every lock wait and every statement of it.
+async fn bound_waits(conn: &mut AsyncPgConnection, settings: &TxSettings) -> QueryResult<()> {
+    diesel::sql_query(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+    )
+    .bind::<Text, _>(settings.lock_timeout_ms.to_string())
+    .bind::<Text, _>(settings.statement_timeout_ms.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Must run inside a transaction: takes the key's advisory lock until it ends.
+///
+/// This is a statement of its own on purpose: under READ COMMITTED the *next* statement takes a
+/// fresh snapshot, which includes the commit of whoever held the lock before us.
+async fn lock_key(conn: &mut AsyncPgConnection, key: &ProductKey) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(product_lock_key($1, $2, $3))")
+        .bind::<Text, _>(&key.brand)
+        .bind::<Text, _>(&key.serial)
+        .bind::<Text, _>(&key.manufacturer)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Must run inside a transaction: takes the locks of two keys in ascending lock-key order, so
+/// that two transactions needing the same pair cannot deadlock.
+async fn lock_two_keys(
+    conn: &mut AsyncPgConnection,
+    a: &ProductKey,
+    b: &ProductKey,
+) -> QueryResult<()> {
+    #[derive(QueryableByName)]
+    struct LockKeys {
+        #[diesel(sql_type = BigInt)]
+        a: i64,
+        #[diesel(sql_type = BigInt)]
+        b: i64,
+    }
+    let keys: LockKeys = diesel::sql_query(
+        "SELECT product_lock_key($1, $2, $3) AS a, product_lock_key($4, $5, $6) AS b",
+    )
+    .bind::<Text, _>(&a.brand)
+    .bind::<Text, _>(&a.serial)
+    .bind::<Text, _>(&a.manufacturer)
+    .bind::<Text, _>(&b.brand)
+    .bind::<Text, _>(&b.serial)
+    .bind::<Text, _>(&b.manufacturer)
+    .get_result(conn)
+    .await?;
+    let mut ordered = [keys.a, keys.b];
+    ordered.sort_unstable();
+    for (i, lock) in ordered.iter().enumerate() {
+        // Two keys may share a lock key (a hash collision): take it once.
+        if i == 0 || *lock != ordered[0] {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<BigInt, _>(*lock)
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The rows holding `key`, oldest first, locked for update.
+async fn rows_with_key_for_update(
+    conn: &mut AsyncPgConnection,
+    key: &ProductKey,
+) -> QueryResult<Vec<Product>> {
+    products::table
+        .filter(products::brand.eq(&key.brand))
+        .filter(products::serial.eq(&key.serial))
+        .filter(products::manufacturer.eq(&key.manufacturer))
+        .order(products::id.asc())
+        .for_update()
+        .select(Product::as_select())
+        .load(conn)
+        .await
+}
+
+/// Test builds only: widens the window between reading and writing so that a missing lock
+/// shows up as duplicates every time.
+#[cfg(feature = "test-hooks")]
+async fn race_window(conn: &mut AsyncPgConnection, settings: &TxSettings) -> QueryResult<()> {
+    if settings.hooks.race_window_ms > 0 {
+        diesel::sql_query("SELECT pg_sleep($1)")
+            .bind::<diesel::sql_types::Double, _>(settings.hooks.race_window_ms as f64 / 1000.0)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the product with `input.key`, or updates it if it exists.
+///
+/// When rows were duplicated before the service existed, the oldest (lowest id) is updated and a
+/// warning names the key and the count.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    input: &ProductInput,
+) -> Result<Upserted, StoreError> {
+    conn.build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            bound_waits(conn, settings).await?;
+            #[cfg(feature = "test-hooks")]
+            let take_lock = !settings.hooks.disable_advisory_lock;
+            #[cfg(not(feature = "test-hooks"))]
+            let take_lock = true;
+            if take_lock {
+                lock_key(conn, &input.key).await?;
+            }
+            let rows = rows_with_key_for_update(conn, &input.key).await?;
+            #[cfg(feature = "test-hooks")]
+            race_window(conn, settings).await?;
+            let Some(oldest) = <[Product]>::first(&rows) else {
+                let created = diesel::insert_into(products::table)
+                    .values(NewProduct::from(input))
+                    .returning(Product::as_returning())
+                    .get_result(conn)
+                    .await?;
+                return Ok(Upserted::Created(created));
+            };
+            if rows.len() > 1 {
+                log::warn!(
+                    "key {:?} has {} rows (duplicated outside this service); updating the oldest, \
+                     id {}; run `product-service dedupe` to merge them",
+                    input.key,
+                    rows.len(),
+                    oldest.id
+                );
+            }
+            let updated = update_row(conn, oldest.id, ProductChanges::from(input)).await?;
+            Ok(Upserted::Updated(updated))
+        })
+        .await
+}
+
+/// Must run inside a transaction that holds the row's key lock: writes `changes`, bumps the
+/// version and `updated_at`.
+async fn update_row(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    changes: ProductChanges<'_>,
+) -> QueryResult<Product> {
+    diesel::update(products::table.find(id))
+        .set((
+            changes,
+            products::version.eq(products::version + 1),
+            products::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Product::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Applies `patch` to the product `id` (PUT is a patch that names every field).
+///
+/// Takes the lock of the row's key and, when the patch changes it, of the new key too (in a fixed
+/// order); answers [`StoreError::KeyConflict`] when another row already holds the new key, so no
+/// update can create a duplicate.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    id: i64,
+    patch: &ProductPatch,
+) -> Result<Product, StoreError> {
+    for _ in 0..MAX_KEY_CHANGE_ATTEMPTS {
+        let attempt = conn
+            .build_transaction()
+            .read_committed()
+            .run(async |conn: &mut AsyncPgConnection| {
+                bound_waits(conn, settings).await?;
+                let current = find(conn, id).await?.ok_or(StoreError::NotFound)?;
+                let old_key = current.key();
+                let new_key = patch.key_over(&old_key);
+                if new_key == old_key {
+                    lock_key(conn, &old_key).await?;
+                } else {
+                    lock_two_keys(conn, &old_key, &new_key).await?;
+                }
+                let locked = products::table
+                    .find(id)
+                    .for_update()
+                    .select(Product::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                if locked.key() != old_key {
+                    // Another writer moved the row after we read it: we hold the wrong lock.
+                    return Ok(None);
+                }
+                if new_key != old_key {
+                    let holders = rows_with_key_for_update(conn, &new_key).await?;
+                    if let Some(other) = <[Product]>::first(&holders) {
+                        return Err(StoreError::KeyConflict {
+                            existing_id: other.id,
+                        });
+                    }
+                }
+                Ok(Some(
+                    update_row(conn, id, ProductChanges::from(patch)).await?,
+                ))
+            })
+            .await?;
+        if let Some(product) = attempt {
+            return Ok(product);
+        }
+    }
+    Err(StoreError::KeyKeptMoving)
+}
+
+/// Deletes the product `id`; `false` if there was none.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    id: i64,
+) -> Result<bool, StoreError> {
+    conn.build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            bound_waits(conn, settings).await?;
+            let deleted = diesel::delete(products::table.find(id))
+                .execute(conn)
+                .await?;
+            Ok(deleted > 0)
+        })
+        .await
+}
+
+/// The product `id`, if any.
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Product>> {
+    products::table
+        .find(id)
+        .select(Product::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// One page of products in id order, filtered by exact key fields.
+pub async fn list(conn: &mut AsyncPgConnection, query: &ListQuery) -> QueryResult<Vec<Product>> {
+    let mut select = products::table.select(Product::as_select()).into_boxed();
+    if let Some(brand) = &query.brand {
+        select = select.filter(products::brand.eq(brand));
+    }
+    if let Some(serial) = &query.serial {
+        select = select.filter(products::serial.eq(serial));
+    }
+    if let Some(manufacturer) = &query.manufacturer {
+        select = select.filter(products::manufacturer.eq(manufacturer));
+    }
+    if let Some(after) = query.after {
+        select = select.filter(products::id.gt(after));
+    }
+    select
+        .order(products::id.asc())
+        .limit(query.limit)
+        .load(conn)
+        .await
+}
