@@ -103,8 +103,13 @@ impl Price {
 }
 
 impl fmt::Display for Price {
+    /// Always two decimal places, as DRF's `DecimalField` writes them ("0.00", "12.30").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.with_scale(2))
+        // The value is non-negative with scale 2: its unscaled digits are the price in cents.
+        let (cents, _) = self.0.with_scale(2).into_bigint_and_exponent();
+        let digits = format!("{cents:0>3}");
+        let (whole, fraction) = digits.split_at(digits.len() - 2);
+        write!(f, "{whole}.{fraction}")
     }
 }
 

@@ -1,0 +1,248 @@
+//! `spawn_app()`: a fresh database and a running server per test.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use product_service::config::Config;
+use product_service::db;
+use product_service::embedded_pg::{Durability, EmbeddedPostgres};
+use product_service::startup::Application;
+use serde_json::Value;
+
+/// Where test databases are created: `TEST_DATABASE_URL`, or one private cluster per test
+/// binary, started with the service's own embedded-database code and removed at exit.
+enum Cluster {
+    External(String),
+    Embedded(EmbeddedPostgres),
+}
+
+static CLUSTER: LazyLock<Cluster> = LazyLock::new(|| {
+    let _ = env_logger::builder().is_test(true).try_init();
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        return Cluster::External(url);
+    }
+    let root = tempfile::Builder::new()
+        .prefix("product-service-test.")
+        .tempdir()
+        .expect("cannot create a temporary directory for the test cluster")
+        .keep();
+    match EmbeddedPostgres::start(&root, Durability::Ephemeral) {
+        Ok(cluster) => Cluster::Embedded(cluster),
+        Err(e) => panic!(
+            "these tests need PostgreSQL and could not start it: {e}\n\
+             (or set TEST_DATABASE_URL to a server where the test may create databases)"
+        ),
+    }
+});
+
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
+
+/// The connection string of database `name` in the test cluster.
+fn database_url(name: &str) -> String {
+    match &*CLUSTER {
+        Cluster::Embedded(cluster) => cluster.url(name),
+        Cluster::External(url) if url.contains("://") => {
+            let (base, query) = url
+                .split_once('?')
+                .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+            let (scheme, rest) = base.split_once("://").expect("checked above");
+            let authority = rest.split('/').next().unwrap_or_default();
+            let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{scheme}://{authority}/{name}{query}")
+        }
+        Cluster::External(url) => format!("{url} dbname={name}"),
+    }
+}
+
+fn admin_url() -> String {
+    database_url("postgres")
+}
+
+/// A running service with a database of its own, dropped with it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db_url: String,
+    db_name: String,
+    server: actix_web::dev::ServerHandle,
+}
+
+/// Starts the service on a random port with a fresh database and the default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let db_name = format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = db::connect(&admin_url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL: {e}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db_name}"))
+        .await
+        .expect("cannot create the test database");
+
+    let db_url = database_url(&db_name);
+    let mut config = Config {
+        database_url: Some(db_url.clone()),
+        bind_addr: "127.0.0.1:0".parse().expect("valid address"),
+        http_workers: Some(2),
+        ..Config::default()
+    };
+    configure(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("the application failed to start");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client"),
+        db_url,
+        db_name,
+        server,
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// `POST /products` with a JSON body.
+    pub async fn post_product(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/products"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /products failed to send")
+    }
+
+    /// Sends `body` as raw bytes with the given content type.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request failed to send")
+    }
+
+    /// This test's database name.
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+
+    /// Runs SQL on the cluster's `postgres` database (to act on this test's database as a whole).
+    pub async fn admin_sql(&self, sql: &str) {
+        let mut admin = db::connect(&admin_url())
+            .await
+            .expect("cannot connect as admin");
+        admin.batch_execute(sql).await.expect("admin SQL failed");
+    }
+
+    /// A direct connection to this test's database.
+    pub async fn db(&self) -> AsyncPgConnection {
+        db::connect(&self.db_url)
+            .await
+            .expect("cannot connect to the test database")
+    }
+
+    /// Runs SQL directly against this test's database.
+    pub async fn sql(&self, sql: &str) {
+        self.db()
+            .await
+            .batch_execute(sql)
+            .await
+            .expect("SQL failed");
+    }
+
+    /// `SELECT count(*)` of a query's rows: `where` is a condition on `products`.
+    pub async fn count_products(&self, condition: &str) -> i64 {
+        let count: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM products WHERE {condition}"
+        ))
+        .get_result(&mut self.db().await)
+        .await
+        .expect("count failed");
+        count.n
+    }
+
+    /// Keys with more than one row.
+    pub async fn duplicated_keys(&self) -> i64 {
+        let count: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM products \
+             GROUP BY brand, serial, manufacturer HAVING count(*) > 1) d",
+        )
+        .get_result(&mut self.db().await)
+        .await
+        .expect("count failed");
+        count.n
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
+        let name = self.db_name.clone();
+        // Drop has no runtime to await on: drop the database from a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = db::connect(&admin_url())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.db_name);
+        }
+    }
+}
+
+/// A valid product body for `key`.
+pub fn product(brand: &str, serial: &str, manufacturer: &str) -> Value {
+    serde_json::json!({
+        "brand": brand,
+        "serial": serial,
+        "manufacturer": manufacturer,
+        "name": format!("{brand} {serial}"),
+    })
+}
+
+/// Reads a response's JSON body.
+pub async fn json(response: reqwest::Response) -> Value {
+    response.json().await.expect("response body is not JSON")
+}

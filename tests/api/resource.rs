@@ -1,0 +1,233 @@
+//! GET, PUT, PATCH, DELETE and the list.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json, product, spawn_app};
+
+async fn create(app: &TestApp, body: &Value) -> Value {
+    let response = app.post_product(body).await;
+    assert_eq!(response.status(), 201);
+    json(response).await
+}
+
+#[tokio::test]
+async fn get_returns_the_stored_product_and_404_for_an_unknown_or_malformed_id() {
+    let app = spawn_app().await;
+    let created = create(&app, &product("B", "S", "M")).await;
+
+    let found = app
+        .client
+        .get(app.url(&format!("/products/{}", created["id"])))
+        .send()
+        .await
+        .expect("send");
+    let missing = app
+        .client
+        .get(app.url("/products/999999"))
+        .send()
+        .await
+        .expect("send");
+    let malformed = app
+        .client
+        .get(app.url("/products/abc"))
+        .send()
+        .await
+        .expect("send");
+
+    assert_eq!(found.status(), 200);
+    assert_eq!(json(found).await, created);
+    for response in [missing, malformed] {
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+}
+
+#[tokio::test]
+async fn list_filters_by_exact_key_fields_and_pages_by_id() {
+    let app = spawn_app().await;
+    for serial in ["1", "2", "3", "4", "5"] {
+        create(&app, &product("Acme", serial, "M")).await;
+    }
+    create(&app, &product("Other", "1", "M")).await;
+    create(&app, &product("acme", "1", "M")).await;
+
+    let mut next = Some("/products?brand=Acme&limit=2".to_owned());
+    let mut serials = Vec::new();
+    while let Some(path) = next {
+        let page = json(app.client.get(app.url(&path)).send().await.expect("send")).await;
+        for item in page["items"].as_array().expect("items") {
+            assert_eq!(item["brand"], "Acme");
+            serials.push(item["serial"].as_str().expect("serial").to_owned());
+        }
+        next = page["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(serials, ["1", "2", "3", "4", "5"]);
+
+    let exact = json(
+        app.client
+            .get(app.url("/products?brand=Acme&serial=3&manufacturer=M"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(exact["items"].as_array().expect("items").len(), 1);
+    assert_eq!(exact["next"], Value::Null);
+}
+
+#[tokio::test]
+async fn list_rejects_bad_paging_and_unknown_parameters() {
+    let app = spawn_app().await;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=x", "limit"),
+        ("after=x", "after"),
+    ] {
+        let response = app
+            .client
+            .get(app.url(&format!("/products?{query}")))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 400, "{query}");
+        assert!(json(response).await["errors"][field].is_array(), "{query}");
+    }
+    let unknown = app
+        .client
+        .get(app.url("/products?page=2"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), 400);
+}
+
+#[tokio::test]
+async fn put_replaces_every_writable_field_and_resets_omitted_optional_ones() {
+    let app = spawn_app().await;
+    let created = create(
+        &app,
+        &json!({"brand": "B", "serial": "S", "manufacturer": "M",
+        "name": "N", "description": "d", "price": "3.00"}),
+    )
+    .await;
+
+    let response = app
+        .client
+        .put(app.url(&format!("/products/{}", created["id"])))
+        .json(&json!({"brand": "B2", "serial": "S", "manufacturer": "M", "name": "N2"}))
+        .send()
+        .await
+        .expect("send");
+
+    assert_eq!(response.status(), 200);
+    let body = json(response).await;
+    assert_eq!(body["brand"], "B2");
+    assert_eq!(body["name"], "N2");
+    assert_eq!(body["description"], "");
+    assert_eq!(body["price"], "0.00");
+    assert_eq!(body["version"], 2);
+}
+
+#[tokio::test]
+async fn patch_changes_only_the_fields_it_names() {
+    let app = spawn_app().await;
+    let created = create(
+        &app,
+        &json!({"brand": "B", "serial": "S", "manufacturer": "M",
+        "name": "N", "description": "d", "price": "3.00"}),
+    )
+    .await;
+
+    let response = app
+        .client
+        .patch(app.url(&format!("/products/{}", created["id"])))
+        .json(&json!({"price": "4.50"}))
+        .send()
+        .await
+        .expect("send");
+
+    assert_eq!(response.status(), 200);
+    let body = json(response).await;
+    assert_eq!(body["price"], "4.50");
+    assert_eq!(body["description"], "d");
+    assert_eq!(body["name"], "N");
+    assert_eq!(body["version"], 2);
+}
+
+#[tokio::test]
+async fn moving_a_product_onto_another_products_key_is_a_409_naming_it() {
+    let app = spawn_app().await;
+    let first = create(&app, &product("B", "1", "M")).await;
+    let second = create(&app, &product("B", "2", "M")).await;
+
+    for (method, body) in [
+        (reqwest::Method::PATCH, json!({"serial": " 1 "})),
+        (reqwest::Method::PUT, product("B", "1", "M")),
+    ] {
+        let response = app
+            .client
+            .request(
+                method.clone(),
+                app.url(&format!("/products/{}", second["id"])),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 409, "{method}");
+        let problem = json(response).await;
+        assert_eq!(problem["existing_id"], first["id"], "{method}");
+    }
+    assert_eq!(app.duplicated_keys().await, 0);
+    assert_eq!(
+        app.count_products("serial = '2'").await,
+        1,
+        "the refused move changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_put_or_patch_to_an_unknown_id_is_404() {
+    let app = spawn_app().await;
+    for method in [reqwest::Method::PUT, reqwest::Method::PATCH] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/products/424242"))
+            .json(&product("B", "S", "M"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 404, "{method}");
+    }
+    assert_eq!(app.count_products("true").await, 0);
+}
+
+#[tokio::test]
+async fn delete_removes_the_product_and_a_second_delete_is_404() {
+    let app = spawn_app().await;
+    let created = create(&app, &product("B", "S", "M")).await;
+    let path = format!("/products/{}", created["id"]);
+
+    let first = app
+        .client
+        .delete(app.url(&path))
+        .send()
+        .await
+        .expect("send");
+    let second = app
+        .client
+        .delete(app.url(&path))
+        .send()
+        .await
+        .expect("send");
+    let get = app.client.get(app.url(&path)).send().await.expect("send");
+
+    assert_eq!(first.status(), 204);
+    assert_eq!(second.status(), 404);
+    assert_eq!(get.status(), 404);
+    assert_eq!(app.count_products("true").await, 0);
+}

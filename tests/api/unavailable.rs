@@ -1,0 +1,159 @@
+//! Bounded waits: a held lock, a full pool or a missing database is a 503 with Retry-After,
+//! never a hang, and never holds up other keys.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::SimpleAsyncConnection;
+
+use crate::helpers::{json, product, spawn_app, spawn_app_with};
+
+/// Far above every bound configured here: "never a hang", not a speed claim.
+const HANG: Duration = Duration::from_secs(15);
+
+fn assert_unavailable(response: &reqwest::Response, case: &str) {
+    assert_eq!(response.status(), 503, "{case}");
+    assert_eq!(response.headers()["retry-after"], "1", "{case}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{case}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_locked_elsewhere_is_503_within_the_lock_timeout_while_other_keys_are_served() {
+    let app = spawn_app_with(|c| c.lock_timeout_ms = 500).await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('Held', 'S', 'M'))")
+        .await
+        .expect("take the lock");
+
+    let (held_key, free_key) = (product("Held", "S", "M"), product("Free", "S", "M"));
+    let started = Instant::now();
+    let (held, other) = tokio::join!(app.post_product(&held_key), app.post_product(&free_key));
+    let waited = started.elapsed();
+
+    assert_unavailable(&held, "held key");
+    assert!(waited < HANG, "waited {waited:?}");
+    assert_eq!(
+        other.status(),
+        201,
+        "another key is served while one is held"
+    );
+    assert_eq!(
+        app.count_products("brand = 'Held'").await,
+        0,
+        "a 503 writes nothing"
+    );
+
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert_eq!(
+        app.post_product(&product("Held", "S", "M")).await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn a_row_locked_elsewhere_is_503_within_the_lock_timeout() {
+    let app = spawn_app_with(|c| c.lock_timeout_ms = 300).await;
+    let created = json(app.post_product(&product("Row", "S", "M")).await).await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM products WHERE id = {} FOR UPDATE",
+            created["id"]
+        ))
+        .await
+        .expect("lock the row");
+
+    let started = Instant::now();
+    let upsert = app.post_product(&product("Row", "S", "M")).await;
+    let patch = app
+        .client
+        .patch(app.url(&format!("/products/{}", created["id"])))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .expect("send");
+
+    assert_unavailable(&upsert, "upsert of a row locked elsewhere");
+    assert_unavailable(&patch, "patch of a row locked elsewhere");
+    assert!(started.elapsed() < HANG);
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert_eq!(
+        app.post_product(&product("Row", "S", "M")).await.status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_is_503_after_the_pool_timeout() {
+    let app = spawn_app_with(|c| {
+        c.db_pool_size = 1;
+        c.db_pool_timeout_ms = 200;
+        c.lock_timeout_ms = 3000;
+    })
+    .await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('Busy', 'S', 'M'))")
+        .await
+        .expect("take the lock");
+
+    // The first request takes the only connection and waits for the lock.
+    let busy_key = product("Busy", "S", "M");
+    let waiting = app.post_product(&busy_key);
+    let starved = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.post_product(&product("Other", "S", "M")).await
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        holder.batch_execute("ROLLBACK").await.expect("release");
+    };
+    let (waiting, starved, ()) = tokio::join!(waiting, starved, release);
+
+    assert_unavailable(&starved, "no free connection");
+    assert_eq!(
+        waiting.status(),
+        201,
+        "the waiting request completes once the lock is released"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_503_and_service_resumes_when_it_returns() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_product(&product("Up", "1", "M")).await.status(),
+        201
+    );
+    let name = app.db_name().to_owned();
+    app.admin_sql(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+
+    let started = Instant::now();
+    let post = app.post_product(&product("Up", "2", "M")).await;
+    let get = app
+        .client
+        .get(app.url("/products"))
+        .send()
+        .await
+        .expect("send");
+
+    assert_unavailable(&post, "POST with the database gone");
+    assert_unavailable(&get, "GET with the database gone");
+    assert!(started.elapsed() < HANG);
+
+    app.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    assert_eq!(
+        app.post_product(&product("Up", "2", "M")).await.status(),
+        201,
+        "no restart needed"
+    );
+}

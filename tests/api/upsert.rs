@@ -1,0 +1,171 @@
+//! POST /products: create, update, normalisation and legacy duplicates.
+
+use serde_json::json;
+
+use crate::helpers::{json, product, spawn_app};
+
+#[tokio::test]
+async fn post_of_a_new_key_creates_it_with_201_location_and_the_stored_row() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_product(
+            &json!({"brand": "Acme", "serial": "S-1", "manufacturer": "Acme Corp",
+            "name": "Widget", "description": "blue", "price": "12.34"}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let body = json(response).await;
+    assert_eq!(location, format!("/products/{}", body["id"]));
+    assert_eq!(body["brand"], "Acme");
+    assert_eq!(body["serial"], "S-1");
+    assert_eq!(body["manufacturer"], "Acme Corp");
+    assert_eq!(body["name"], "Widget");
+    assert_eq!(body["description"], "blue");
+    assert_eq!(body["price"], "12.34");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["created_at"], body["updated_at"]);
+    assert_eq!(app.count_products("true").await, 1);
+}
+
+#[tokio::test]
+async fn post_of_an_existing_key_updates_it_with_200_and_bumps_the_version() {
+    let app = spawn_app().await;
+    let created = json(app.post_product(&product("Acme", "S-1", "M")).await).await;
+
+    let response = app
+        .post_product(
+            &json!({"brand": "Acme", "serial": "S-1", "manufacturer": "M",
+            "name": "Renamed", "price": 5}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("location").is_none());
+    let updated = json(response).await;
+    assert_eq!(updated["id"], created["id"]);
+    assert_eq!(updated["name"], "Renamed");
+    assert_eq!(updated["price"], "5.00");
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["created_at"], created["created_at"]);
+    assert_ne!(updated["updated_at"], created["updated_at"]);
+    assert_eq!(app.count_products("true").await, 1);
+}
+
+#[tokio::test]
+async fn an_update_by_post_keeps_omitted_optional_fields() {
+    let app = spawn_app().await;
+    app.post_product(
+        &json!({"brand": "B", "serial": "S", "manufacturer": "M", "name": "N",
+        "description": "kept", "price": "9.99"}),
+    )
+    .await;
+
+    let updated = json(app.post_product(&product("B", "S", "M")).await).await;
+
+    assert_eq!(updated["description"], "kept");
+    assert_eq!(updated["price"], "9.99");
+}
+
+#[tokio::test]
+async fn key_fields_are_trimmed_and_compared_case_sensitively() {
+    let app = spawn_app().await;
+    let first = app.post_product(&product("Acme", "S1", "M")).await;
+    assert_eq!(first.status(), 201);
+
+    let mut padded = product("  Acme\t", " S1", "M ");
+    padded["name"] = json!("Padded");
+    let padded = app.post_product(&padded).await;
+    let other_case = app.post_product(&product("ACME", "S1", "M")).await;
+
+    assert_eq!(
+        padded.status(),
+        200,
+        "whitespace around a key field is not part of the key"
+    );
+    assert_eq!(json(padded).await["brand"], "Acme");
+    assert_eq!(other_case.status(), 201, "keys compare case-sensitively");
+    assert_eq!(app.count_products("true").await, 2);
+}
+
+#[tokio::test]
+async fn keys_whose_concatenations_look_alike_are_two_products() {
+    let app = spawn_app().await;
+
+    let first = app.post_product(&product("ab", "c", "x")).await;
+    let second = app.post_product(&product("a", "bc", "x")).await;
+
+    assert_eq!(first.status(), 201);
+    assert_eq!(second.status(), 201);
+    assert_eq!(app.count_products("true").await, 2);
+}
+
+#[tokio::test]
+async fn price_is_accepted_as_a_string_or_a_number_and_returned_as_a_decimal_string() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!("12.3"), "12.30"),
+        (json!(7), "7.00"),
+        (json!(0.5), "0.50"),
+        (json!("1.500"), "1.50"),
+        (json!(9_999_999_999.99_f64), "9999999999.99"),
+    ];
+
+    for (i, (price, shown)) in cases.into_iter().enumerate() {
+        let mut body = product("P", &i.to_string(), "M");
+        body["price"] = price.clone();
+        let response = app.post_product(&body).await;
+        assert_eq!(response.status(), 201, "price {price}");
+        assert_eq!(json(response).await["price"], shown, "price {price}");
+    }
+}
+
+#[tokio::test]
+async fn the_collection_path_with_a_trailing_slash_accepts_posts() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .post(app.url("/products/"))
+        .json(&product("DRF", "1", "M"))
+        .send()
+        .await
+        .expect("send");
+
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn an_upsert_meeting_rows_duplicated_before_the_service_updates_the_oldest() {
+    let app = spawn_app().await;
+    app.sql(
+        "INSERT INTO products (brand, serial, manufacturer, name) VALUES \
+         ('Old', 'S', 'M', 'first'), ('Old', 'S', 'M', 'second'), ('Old', 'S', 'M', 'third')",
+    )
+    .await;
+
+    let response = app.post_product(&product("Old", "S", "M")).await;
+
+    assert_eq!(
+        response.status(),
+        200,
+        "legacy duplicates must never turn into a 500"
+    );
+    let body = json(response).await;
+    assert_eq!(
+        body["id"], 1,
+        "the oldest row (lowest id) is the one updated"
+    );
+    assert_eq!(body["name"], "Old S");
+    assert_eq!(
+        app.count_products("true").await,
+        3,
+        "nothing is deleted or added"
+    );
+    assert_eq!(app.count_products("name = 'Old S'").await, 1);
+}

@@ -1,0 +1,306 @@
+//! Bad input: always a problem+json 4xx naming the field, never a 500, never a write.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{json, product, spawn_app};
+
+/// A valid body with `field` replaced by `value` (or removed when `value` is `None`).
+fn with(field: &str, value: Option<Value>) -> String {
+    let mut body = product("B", "S", "M");
+    match value {
+        Some(v) => body[field] = v,
+        None => {
+            body.as_object_mut().expect("object").remove(field);
+        }
+    }
+    body.to_string()
+}
+
+#[tokio::test]
+async fn every_bad_body_is_a_problem_json_400_naming_the_field_and_writes_nothing() {
+    let app = spawn_app().await;
+    let long = "x".repeat(256);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("missing brand", with("brand", None), "brand"),
+        ("missing serial", with("serial", None), "serial"),
+        (
+            "missing manufacturer",
+            with("manufacturer", None),
+            "manufacturer",
+        ),
+        ("missing name", with("name", None), "name"),
+        ("null brand", with("brand", Some(Value::Null)), "brand"),
+        (
+            "null description",
+            with("description", Some(Value::Null)),
+            "description",
+        ),
+        ("null price", with("price", Some(Value::Null)), "price"),
+        ("number as brand", with("brand", Some(json!(12))), "brand"),
+        ("array as name", with("name", Some(json!(["a"]))), "name"),
+        (
+            "object as description",
+            with("description", Some(json!({}))),
+            "description",
+        ),
+        (
+            "boolean as price",
+            with("price", Some(json!(true))),
+            "price",
+        ),
+        ("blank brand", with("brand", Some(json!("   "))), "brand"),
+        ("empty serial", with("serial", Some(json!(""))), "serial"),
+        ("blank name", with("name", Some(json!(" \t "))), "name"),
+        ("brand over 255", with("brand", Some(json!(long))), "brand"),
+        (
+            "manufacturer over 255",
+            with("manufacturer", Some(json!(long))),
+            "manufacturer",
+        ),
+        ("name over 255", with("name", Some(json!(long))), "name"),
+        (
+            "description over 10000",
+            with("description", Some(json!("d".repeat(10_001)))),
+            "description",
+        ),
+        (
+            "NUL inside brand",
+            with("brand", Some(json!("a\u{0}b"))),
+            "brand",
+        ),
+        (
+            "trailing NUL in serial",
+            with("serial", Some(json!("s\u{0}"))),
+            "serial",
+        ),
+        (
+            "tab inside manufacturer",
+            with("manufacturer", Some(json!("a\tb"))),
+            "manufacturer",
+        ),
+        (
+            "DEL inside brand",
+            with("brand", Some(json!("a\u{7f}b"))),
+            "brand",
+        ),
+        (
+            "C1 control in serial",
+            with("serial", Some(json!("a\u{85}b"))),
+            "serial",
+        ),
+        (
+            "NUL in description",
+            with("description", Some(json!("a\u{0}b"))),
+            "description",
+        ),
+        (
+            "negative price",
+            with("price", Some(json!("-1.00"))),
+            "price",
+        ),
+        (
+            "negative number price",
+            with("price", Some(json!(-0.01))),
+            "price",
+        ),
+        (
+            "three decimals",
+            with("price", Some(json!("1.234"))),
+            "price",
+        ),
+        (
+            "three decimals as a number",
+            with("price", Some(json!(1.234))),
+            "price",
+        ),
+        (
+            "price too large",
+            with("price", Some(json!("10000000000"))),
+            "price",
+        ),
+        (
+            "price with exponent",
+            with("price", Some(json!("1e3"))),
+            "price",
+        ),
+        (
+            "price not a number",
+            with("price", Some(json!("cheap"))),
+            "price",
+        ),
+        (
+            "unknown field",
+            with("colour", Some(json!("red"))),
+            "colour",
+        ),
+        ("read-only field", with("id", Some(json!(5))), "id"),
+    ];
+
+    for (case, body, field) in cases {
+        let response = app
+            .send_raw(Method::POST, "/products", "application/json", body)
+            .await;
+        assert_eq!(response.status(), 400, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{case}"
+        );
+        let problem = json(response).await;
+        assert_eq!(problem["status"], 400, "{case}");
+        assert!(
+            problem["type"].is_string() && problem["title"].is_string(),
+            "{case}: {problem}"
+        );
+        let messages = &problem["errors"][field];
+        assert!(
+            messages.as_array().is_some_and(|m| !m.is_empty()),
+            "{case}: expected errors.{field}, got {problem}"
+        );
+    }
+    assert_eq!(
+        app.count_products("true").await,
+        0,
+        "bad input must write nothing"
+    );
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_objects_are_400() {
+    let app = spawn_app().await;
+    for (case, body) in [
+        ("malformed", "{\"brand\": "),
+        ("array", "[1, 2]"),
+        ("string", "\"x\""),
+        ("null", "null"),
+        ("empty", ""),
+        ("lone surrogate", r#"{"brand": "\ud800"}"#),
+    ] {
+        let response = app
+            .send_raw(Method::POST, "/products", "application/json", body)
+            .await;
+        assert_eq!(response.status(), 400, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{case}"
+        );
+        assert!(json(response).await["detail"].is_string(), "{case}");
+    }
+    assert_eq!(app.count_products("true").await, 0);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415() {
+    let app = spawn_app().await;
+    let body = product("B", "S", "M").to_string();
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data",
+    ] {
+        let response = app
+            .send_raw(Method::POST, "/products", content_type, body.clone())
+            .await;
+        assert_eq!(response.status(), 415, "{content_type}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let accepted = app
+        .send_raw(
+            Method::POST,
+            "/products",
+            "application/json; charset=utf-8",
+            body,
+        )
+        .await;
+    assert_eq!(accepted.status(), 201);
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_bytes_is_413() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let body = with("description", Some(json!("d".repeat(2000))));
+
+    let response = app
+        .send_raw(Method::POST, "/products", "application/json", body)
+        .await;
+
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(app.count_products("true").await, 0);
+}
+
+#[tokio::test]
+async fn a_bad_body_to_an_unknown_id_is_400_because_the_body_is_checked_first() {
+    let app = spawn_app().await;
+    for method in [Method::PUT, Method::PATCH] {
+        let body = with("price", Some(json!("-5")));
+        let response = app
+            .send_raw(method.clone(), "/products/4242", "application/json", body)
+            .await;
+        assert_eq!(response.status(), 400, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn patch_validates_the_fields_it_names_and_refuses_null() {
+    let app = spawn_app().await;
+    let created = json(app.post_product(&product("B", "S", "M")).await).await;
+    let path = format!("/products/{}", created["id"]);
+    for (case, body, field) in [
+        ("null name", json!({"name": null}), "name"),
+        ("blank brand", json!({"brand": " "}), "brand"),
+        ("unknown", json!({"size": 1}), "size"),
+    ] {
+        let response = app
+            .send_raw(Method::PATCH, &path, "application/json", body.to_string())
+            .await;
+        assert_eq!(response.status(), 400, "{case}");
+        assert!(json(response).await["errors"][field].is_array(), "{case}");
+    }
+    let unchanged = json(app.client.get(app.url(&path)).send().await.expect("send")).await;
+    assert_eq!(unchanged, created);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_as_problem_json() {
+    let app = spawn_app().await;
+    let not_found = app
+        .client
+        .get(app.url("/nothing/here"))
+        .send()
+        .await
+        .expect("send");
+    let wrong_method = app
+        .client
+        .put(app.url("/products"))
+        .send()
+        .await
+        .expect("send");
+    let wrong_method_on_item = app
+        .client
+        .post(app.url("/products/1"))
+        .send()
+        .await
+        .expect("send");
+
+    assert_eq!(not_found.status(), 404);
+    assert_eq!(
+        not_found.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "GET, POST");
+    assert_eq!(
+        wrong_method.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(wrong_method_on_item.status(), 405);
+}
