@@ -172,3 +172,21 @@ async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stricter() {
+    let app = racing_app(true).await;
+    // Under REPEATABLE READ the read after the lock would use a snapshot taken before the
+    // previous holder committed, and insert a duplicate (or fail to serialize).
+    app.admin_sql(&format!(
+        "ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'",
+        app.db_name()
+    ))
+    .await;
+
+    let statuses = identical_posts(&app, 16).await;
+
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 15, "{statuses:?}");
+    assert_eq!(app.count_products("true").await, 1);
+}

@@ -157,3 +157,18 @@ async fn an_unreachable_database_is_503_and_service_resumes_when_it_returns() {
         "no restart needed"
     );
 }
+
+#[tokio::test]
+async fn keys_whose_concatenations_look_alike_never_wait_for_each_other() {
+    let app = spawn_app_with(|c| c.lock_timeout_ms = 2000).await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('ab', 'c', 'x'))")
+        .await
+        .expect("take the lock");
+
+    let response = app.post_product(&product("a", "bc", "x")).await;
+
+    assert_eq!(response.status(), 201, "('a','bc','x') must not share ('ab','c','x')'s lock");
+    holder.batch_execute("ROLLBACK").await.expect("release");
+}

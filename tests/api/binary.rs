@@ -1,0 +1,108 @@
+//! The `product-service` binary itself: `serve` on its embedded database, a clean stop on
+//! SIGTERM, data kept across runs, and `migrate`.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::helpers::product;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_product-service");
+
+/// Starts `product-service serve` with no DATABASE_URL; returns it and its port.
+fn serve(data_dir: &Path) -> (Child, u16) {
+    let mut child = Command::new(BINARY)
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", data_dir)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the product-service binary");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+                let _ = tx.send(rest.trim().parse::<u16>().ok());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("the service did not report its port within 60 s");
+    (child, port)
+}
+
+/// SIGTERM, then wait for a clean exit.
+fn terminate(mut child: Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
+    let status = child.wait().expect("wait for the service");
+    assert!(status.success(), "the service exited with {status} after SIGTERM");
+}
+
+#[tokio::test]
+async fn serve_starts_its_embedded_database_stops_it_on_sigterm_and_keeps_the_data() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // The embedded cluster may run as the `postgres` user, which must reach the data directory.
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data_dir = root.path().join("data");
+    let client = reqwest::Client::new();
+
+    let (first, port) = serve(&data_dir);
+    let created = client
+        .post(format!("http://127.0.0.1:{port}/products"))
+        .json(&product("Bin", "1", "M"))
+        .send()
+        .await
+        .expect("POST to the binary");
+    assert_eq!(created.status(), 201);
+    terminate(first);
+    assert!(
+        !data_dir.join("postgres/postmaster.pid").exists(),
+        "the embedded PostgreSQL must be stopped when the service exits"
+    );
+
+    let (second, port) = serve(&data_dir);
+    let again = client
+        .post(format!("http://127.0.0.1:{port}/products"))
+        .json(&product("Bin", "1", "M"))
+        .send()
+        .await
+        .expect("POST to the binary");
+    assert_eq!(again.status(), 200, "the product created by the first run is still there");
+    terminate(second);
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = || {
+        Command::new(BINARY)
+            .arg("migrate")
+            .env_remove("DATABASE_URL")
+            .env("DATA_DIR", root.path().join("data"))
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("run product-service migrate")
+    };
+
+    let first = run();
+    let second = run();
+
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("applied migration"));
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("no pending migrations"));
+    assert!(!root.path().join("data/postgres/postmaster.pid").exists());
+}
