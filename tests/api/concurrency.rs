@@ -14,7 +14,9 @@ const RACE_WINDOW_MS: u64 = 50;
 
 async fn racing_app(lock: bool) -> TestApp {
     spawn_app_with(|c| {
+        // Generous bounds: these tests are about duplicates, not about waits (see unavailable.rs).
         c.db_pool_size = 80;
+        c.db_pool_timeout_ms = 30_000;
         c.lock_timeout_ms = 30_000;
         c.test_hooks.race_window_ms = RACE_WINDOW_MS;
         c.test_hooks.disable_advisory_lock = !lock;
