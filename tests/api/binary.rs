@@ -47,7 +47,10 @@ fn serve(data_dir: &Path) -> (Child, u16) {
 fn terminate(mut child: Child) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
     let status = child.wait().expect("wait for the service");
-    assert!(status.success(), "the service exited with {status} after SIGTERM");
+    assert!(
+        status.success(),
+        "the service exited with {status} after SIGTERM"
+    );
 }
 
 #[tokio::test]
@@ -79,7 +82,11 @@ async fn serve_starts_its_embedded_database_stops_it_on_sigterm_and_keeps_the_da
         .send()
         .await
         .expect("POST to the binary");
-    assert_eq!(again.status(), 200, "the product created by the first run is still there");
+    assert_eq!(
+        again.status(),
+        200,
+        "the product created by the first run is still there"
+    );
     terminate(second);
 }
 
@@ -100,9 +107,17 @@ fn migrate_applies_the_migrations_and_exits() {
     let first = run();
     let second = run();
 
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert!(String::from_utf8_lossy(&first.stderr).contains("applied migration"));
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert!(String::from_utf8_lossy(&second.stderr).contains("no pending migrations"));
     assert!(!root.path().join("data/postgres/postmaster.pid").exists());
 }

@@ -169,6 +169,10 @@ async fn keys_whose_concatenations_look_alike_never_wait_for_each_other() {
 
     let response = app.post_product(&product("a", "bc", "x")).await;
 
-    assert_eq!(response.status(), 201, "('a','bc','x') must not share ('ab','c','x')'s lock");
+    assert_eq!(
+        response.status(),
+        201,
+        "('a','bc','x') must not share ('ab','c','x')'s lock"
+    );
     holder.batch_execute("ROLLBACK").await.expect("release");
 }
