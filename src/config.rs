@@ -14,6 +14,8 @@
 //! | `MAX_BODY_BYTES` | `65536` | largest request body; larger is a 413 |
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
 //! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
+//! | `METRICS_ADDR` | unset | serve `/metrics` only on this separate address, off the public port |
+//! | `DUPLICATE_SCAN_INTERVAL_SECS` | `60` | how often to count keys with several rows (0: never) |
 //! | `RUST_LOG` | `info` | log filter (env_logger syntax) |
 
 use std::net::SocketAddr;
@@ -70,6 +72,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub http_workers: Option<u32>,
 
+    /// Serve `/metrics` only on this separate address (unset: on the public port).
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Seconds between scans for keys with more than one row; 0 turns the scan off.
+    #[arg(
+        long,
+        env = "DUPLICATE_SCAN_INTERVAL_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub duplicate_scan_interval_secs: u64,
+
     /// Log filter, in env_logger syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub rust_log: String,
@@ -102,6 +117,8 @@ impl Default for Config {
             max_body_bytes: 65_536,
             data_dir: PathBuf::from(".data"),
             http_workers: None,
+            metrics_addr: None,
+            duplicate_scan_interval_secs: 60,
             rust_log: "info".to_owned(),
             #[cfg(feature = "test-hooks")]
             test_hooks: TestHooks::default(),

@@ -14,6 +14,17 @@ use crate::config::Config;
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// The version of the newest embedded migration (what `/readyz` expects to find applied).
+pub fn latest_migration_version() -> String {
+    let migrations = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .unwrap_or_default();
+    migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .max()
+        .unwrap_or_default()
+}
+
 /// The pool of connections every request draws from.
 pub type DbPool = Pool<AsyncPgConnection>;
 

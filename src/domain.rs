@@ -19,7 +19,8 @@ pub const MAX_KEY_CHARS: u64 = 255;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: u64 = 10_000;
 
-const FIELDS: [&str; 6] = [
+/// Every field a product body may carry.
+pub const FIELDS: [&str; 6] = [
     "brand",
     "serial",
     "manufacturer",
@@ -27,6 +28,52 @@ const FIELDS: [&str; 6] = [
     "description",
     "price",
 ];
+/// The fields POST and PUT require.
+pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name"];
+
+/// The body of `POST /products` and `PUT /products/{id}`, for the OpenAPI document. Bodies are
+/// parsed by [`ProductInput::from_json`]; a test keeps this description and [`FIELDS`] equal.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
+pub struct ProductRequest {
+    /// Trimmed; no control characters.
+    #[schema(min_length = 1, max_length = 255)]
+    brand: String,
+    /// Trimmed; no control characters.
+    #[schema(min_length = 1, max_length = 255)]
+    serial: String,
+    /// Trimmed; no control characters.
+    #[schema(min_length = 1, max_length = 255)]
+    manufacturer: String,
+    /// Not blank; no control characters.
+    #[schema(min_length = 1, max_length = 255)]
+    name: String,
+    /// Default "" (on an upsert that updates: kept).
+    #[schema(max_length = 10000)]
+    description: Option<String>,
+    /// Decimal string or JSON number, 0 to 9999999999.99, at most two decimal places.
+    /// Default 0 (on an upsert that updates: kept).
+    #[schema(value_type = Option<String>, example = "12.34")]
+    price: Option<String>,
+}
+
+/// The body of `PATCH /products/{id}`: any of the fields, none required.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
+pub struct ProductPatchRequest {
+    #[schema(min_length = 1, max_length = 255)]
+    brand: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    serial: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    manufacturer: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
+    name: Option<String>,
+    #[schema(max_length = 10000)]
+    description: Option<String>,
+    #[schema(value_type = Option<String>, example = "12.34")]
+    price: Option<String>,
+}
 
 /// The natural key of a product: what makes two products "the same product".
 ///

@@ -11,6 +11,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::middleware::current_request_id;
 use crate::store::StoreError;
 
 /// Validation messages by field name, in a stable order.
@@ -76,21 +77,46 @@ pub enum ApiError {
     KeyConflict { existing_id: i64 },
     #[error("service unavailable: {0:?}")]
     Unavailable(Unavailable),
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// The problem+json body (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`about:blank` for plain HTTP statuses).
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Validation messages by field name (400 only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a FieldErrors>,
+    pub errors: Option<FieldErrors>,
+    /// The id of the product that already holds the key (409 only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    existing_id: Option<i64>,
+    pub existing_id: Option<i64>,
+    /// Identifies this occurrence: the request id, as a URN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// `urn:product-service:request:<id>`, the id percent-encoded where a URN needs it.
+fn instance_urn(request_id: &str) -> String {
+    let mut urn = String::from("urn:product-service:request:");
+    for byte in request_id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            urn.push(char::from(byte));
+        } else {
+            urn.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    urn
 }
 
 impl ApiError {
@@ -125,6 +151,7 @@ impl ApiError {
                 "urn:product-service:problem:unavailable",
                 "Service Unavailable",
             ),
+            Self::NotReady(_) => ("urn:product-service:problem:not-ready", "Not Ready"),
             Self::Internal(_) => ("about:blank", "Internal Server Error"),
         }
     }
@@ -157,7 +184,7 @@ impl ResponseError for ApiError {
             Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::KeyConflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -171,23 +198,24 @@ impl ResponseError for ApiError {
         }
         let (kind, title) = self.kind();
         let problem = Problem {
-            kind,
-            title,
+            kind: kind.to_owned(),
+            title: title.to_owned(),
             status: status.as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Validation(errors) => Some(errors),
+                Self::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
             existing_id: match self {
                 Self::KeyConflict { existing_id } => Some(*existing_id),
                 _ => None,
             },
+            instance: current_request_id().as_deref().map(instance_urn),
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         match self {
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::NotReady(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string()));
             }
             Self::MethodNotAllowed { allow } => {

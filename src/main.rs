@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use product_service::config::Config;
+use product_service::middleware::current_request_id;
 use product_service::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -28,9 +29,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&cli.config.rust_log)
-        .init();
+    init_logging(&cli.config.rust_log);
     let runtime = actix_web::rt::System::new();
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
@@ -46,6 +45,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// env_logger with the filter from `RUST_LOG`; lines logged while serving a request carry its id.
+fn init_logging(filter: &str) {
+    use std::io::Write as _;
+    env_logger::Builder::new()
+        .parse_filters(filter)
+        .format(|buf, record| {
+            let timestamp = buf.timestamp_millis();
+            let level = record.level();
+            let target = record.target();
+            match current_request_id() {
+                Some(id) => writeln!(
+                    buf,
+                    "[{timestamp} {level:<5} {target}] request_id={id} {}",
+                    record.args()
+                ),
+                None => writeln!(buf, "[{timestamp} {level:<5} {target}] {}", record.args()),
+            }
+        })
+        .init();
 }
 
 async fn serve(config: Config) -> Result<(), String> {

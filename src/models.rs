@@ -36,7 +36,7 @@ impl Product {
 }
 
 /// A product as the API shows it: `price` as a decimal string, times in RFC 3339.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProductBody {
     pub id: i64,
     pub brand: String,
@@ -44,7 +44,10 @@ pub struct ProductBody {
     pub manufacturer: String,
     pub name: String,
     pub description: String,
+    /// Decimal string with two places.
+    #[schema(example = "12.34")]
     pub price: String,
+    /// 1 on creation, +1 on every update.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -12,8 +12,9 @@ use crate::config::Config;
 use crate::db::{self, DbPool, DbSetupError};
 use crate::embedded_pg::{self, Durability, EmbeddedPgError, EmbeddedPostgres};
 use crate::error::{ApiError, Unavailable, classify_database_error};
+use crate::metrics::{DbErrorKind, Metrics};
 use crate::routes;
-use crate::store::{StoreError, TxSettings};
+use crate::store::{self, StoreError, TxSettings};
 
 /// Errors of start-up.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,7 @@ pub enum StartupError {
 pub struct AppState {
     pub pool: DbPool,
     pub settings: TxSettings,
+    pub metrics: Metrics,
     pub max_body_bytes: u64,
     db_deadline: Duration,
 }
@@ -50,18 +52,34 @@ impl AppState {
         &self,
         work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError>,
     ) -> Result<T, ApiError> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = match self.pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => return Err(self.count_db_error(pool_error(e))),
+        };
         match tokio::time::timeout(self.db_deadline, work(&mut conn)).await {
-            Ok(result) => result.map_err(ApiError::from),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e @ StoreError::Database(_))) => Err(self.count_db_error(ApiError::from(e))),
+            Ok(Err(e)) => Err(ApiError::from(e)),
             Err(_) => {
                 drop(Object::take(conn));
                 log::error!(
                     "database did not answer within {:?}; connection closed",
                     self.db_deadline
                 );
-                Err(ApiError::Unavailable(Unavailable::StatementTimeout))
+                Err(self.count_db_error(ApiError::Unavailable(Unavailable::StatementTimeout)))
             }
         }
+    }
+
+    /// Counts a database fault in the metrics and hands it back.
+    fn count_db_error(&self, error: ApiError) -> ApiError {
+        match &error {
+            ApiError::Unavailable(Unavailable::PoolTimeout) => self.metrics.count_pool_timeout(),
+            ApiError::Unavailable(why) => self.metrics.count_db_error(DbErrorKind::from(*why)),
+            ApiError::Internal(_) => self.metrics.count_db_error(DbErrorKind::Other),
+            _ => {}
+        }
+        error
     }
 }
 
@@ -88,6 +106,9 @@ fn pool_error(
 pub struct Application {
     port: u16,
     server: Server,
+    metrics_port: Option<u16>,
+    metrics_server: Option<Server>,
+    duplicate_scan: Option<tokio::task::JoinHandle<()>>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -104,30 +125,29 @@ impl Application {
         db::check_advisory_locks(&url).await?;
         let pool = db::build_pool(&url, &config)?;
 
-        let listener =
-            TcpListener::bind(config.bind_addr).map_err(|source| StartupError::Bind {
-                addr: config.bind_addr,
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: config.bind_addr,
-                source,
-            })?
-            .port();
+        let metrics = Metrics::new();
         let state = AppState {
-            pool,
+            pool: pool.clone(),
             settings: TxSettings::from(&config),
+            metrics: metrics.clone(),
             max_body_bytes: config.max_body_bytes,
             db_deadline: config.db_deadline(),
         };
         let data = web::Data::new(state);
+
+        let (listener, port) = bind(config.bind_addr)?;
+        let metrics_on_public_port = config.metrics_addr.is_none();
+        let app_data = data.clone();
         let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#))
-                .app_data(data.clone())
-                .configure(routes::configure)
+            let app = App::new()
+                .wrap(middleware::from_fn(crate::middleware::observe))
+                .app_data(app_data.clone())
+                .configure(routes::configure);
+            if metrics_on_public_port {
+                app.configure(routes::configure_metrics)
+            } else {
+                app
+            }
         })
         .listen(listener)
         .map_err(|source| StartupError::Bind {
@@ -138,9 +158,38 @@ impl Application {
             server = server.workers(workers as usize);
         }
         log::info!("listening on http://{}:{port}", config.bind_addr.ip());
+
+        let (metrics_server, metrics_port) = match config.metrics_addr {
+            None => (None, None),
+            Some(addr) => {
+                let (listener, metrics_port) = bind(addr)?;
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .configure(routes::configure_metrics)
+                        .default_service(web::to(|| async {
+                            Err::<actix_web::HttpResponse, _>(ApiError::RouteNotFound)
+                        }))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .map_err(|source| StartupError::Bind { addr, source })?
+                .run();
+                log::info!("serving /metrics on http://{}:{metrics_port}", addr.ip());
+                (Some(server), Some(metrics_port))
+            }
+        };
+        let duplicate_scan = (config.duplicate_scan_interval_secs > 0).then(|| {
+            let interval = Duration::from_secs(config.duplicate_scan_interval_secs);
+            tokio::spawn(scan_for_duplicates(pool, metrics, interval))
+        });
         Ok(Self {
             port,
             server: server.run(),
+            metrics_port,
+            metrics_server,
+            duplicate_scan,
             embedded,
         })
     }
@@ -155,15 +204,64 @@ impl Application {
         self.port
     }
 
+    /// The port of the separate metrics listener, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
     /// Serves until SIGINT or SIGTERM, then stops the embedded database, if any, cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics_handle = self.metrics_server.as_ref().map(Server::handle);
+        if let Some(metrics_server) = self.metrics_server {
+            tokio::spawn(metrics_server);
+        }
         let result = self.server.await;
+        if let Some(handle) = metrics_handle {
+            handle.stop(true).await;
+        }
+        if let Some(scan) = self.duplicate_scan {
+            scan.abort();
+        }
         if let Some(mut embedded) = self.embedded {
             tokio::task::spawn_blocking(move || embedded.stop())
                 .await
                 .ok();
         }
         result
+    }
+}
+
+fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, u16), StartupError> {
+    let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .port();
+    Ok((listener, port))
+}
+
+/// Counts keys with more than one row every `interval`, for `product_duplicate_key_groups`.
+async fn scan_for_duplicates(pool: DbPool, metrics: Metrics, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let groups = match pool.get().await {
+            Ok(mut conn) => store::duplicate_key_groups(&mut conn)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match groups {
+            Ok(groups) => {
+                if groups > 0 {
+                    log::warn!(
+                        "{groups} keys have more than one row; see `product-service dedupe`"
+                    );
+                }
+                metrics.set_duplicate_groups(groups);
+            }
+            Err(e) => log::warn!("duplicate scan failed: {e}"),
+        }
     }
 }
 

@@ -13,8 +13,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use std::time::Instant;
+
 use crate::config::Config;
 use crate::domain::{ProductInput, ProductKey, ProductPatch};
+use crate::metrics::Metrics;
 use crate::models::{NewProduct, Product, ProductChanges};
 use crate::schema::products;
 
@@ -174,6 +177,7 @@ async fn race_window(conn: &mut AsyncPgConnection, settings: &TxSettings) -> Que
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
+    metrics: &Metrics,
     input: &ProductInput,
 ) -> Result<Upserted, StoreError> {
     conn.build_transaction()
@@ -185,7 +189,9 @@ pub async fn upsert(
             #[cfg(not(feature = "test-hooks"))]
             let take_lock = true;
             if take_lock {
+                let asked = Instant::now();
                 lock_key(conn, &input.key).await?;
+                metrics.observe_lock_wait(asked.elapsed());
             }
             let rows = rows_with_key_for_update(conn, &input.key).await?;
             #[cfg(feature = "test-hooks")]
@@ -336,4 +342,37 @@ pub async fn list(conn: &mut AsyncPgConnection, query: &ListQuery) -> QueryResul
         .limit(query.limit)
         .load(conn)
         .await
+}
+
+/// Whether the migration `version` is recorded as applied.
+pub async fn migration_applied(conn: &mut AsyncPgConnection, version: &str) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        applied: bool,
+    }
+    let row: Applied = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM __diesel_schema_migrations WHERE version = $1) AS applied",
+    )
+    .bind::<Text, _>(version)
+    .get_result(conn)
+    .await?;
+    Ok(row.applied)
+}
+
+/// How many keys have more than one row. Groups by the natural-key index's columns, so
+/// PostgreSQL can answer from the index.
+pub async fn duplicate_key_groups(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Groups {
+        #[diesel(sql_type = BigInt)]
+        groups: i64,
+    }
+    let row: Groups = diesel::sql_query(
+        "SELECT count(*) AS groups FROM (SELECT 1 FROM products \
+         GROUP BY brand, serial, manufacturer HAVING count(*) > 1) AS duplicated",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(row.groups)
 }

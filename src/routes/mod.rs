@@ -8,6 +8,10 @@
 //! | PUT | `/products/{id}` | replace every writable field |
 //! | PATCH | `/products/{id}` | change the fields it names |
 //! | DELETE | `/products/{id}` | delete: 204 |
+//! | GET | `/healthz` | liveness |
+//! | GET | `/readyz` | readiness |
+//! | GET | `/openapi.json` | the OpenAPI 3.1 document |
+//! | GET | `/metrics` | Prometheus metrics (on `METRICS_ADDR` instead, when set) |
 //!
 //! Anything else is a problem+json 404 (no such route) or 405 (no such method, with `Allow`).
 
@@ -15,6 +19,8 @@ use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
 
+pub mod health;
+pub mod metrics;
 pub mod products;
 
 /// Registers every route.
@@ -35,9 +41,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(products::delete))
             .default_service(web::to(|| not_allowed("GET, PUT, PATCH, DELETE"))),
     );
+    cfg.route("/healthz", web::get().to(health::healthz));
+    cfg.route("/readyz", web::get().to(health::readyz));
+    cfg.route("/openapi.json", web::get().to(crate::openapi::openapi_json));
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::RouteNotFound)
     }));
+}
+
+/// Registers `GET /metrics` (on the public app, or alone on `METRICS_ADDR`).
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics::metrics));
 }
 
 async fn not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {

@@ -1,13 +1,17 @@
 //! Handlers of `/products`. They parse and validate the request completely before taking a
 //! database connection, then make one store call.
 
+use std::time::Instant;
+
 use actix_web::http::header;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ProductInput, ProductPatch};
-use crate::error::ApiError;
+use crate::domain::{ProductPatchRequest, ProductRequest};
+use crate::error::{ApiError, Problem};
+use crate::metrics::UpsertOutcome;
 use crate::models::ProductBody;
 use crate::startup::AppState;
 use crate::store::{self, ListQuery, Upserted};
@@ -55,6 +59,14 @@ fn product_id(path: &web::Path<String>) -> Result<i64, ApiError> {
 }
 
 /// `POST /products`: create (201, `Location`) or update (200) the product with this key.
+#[utoipa::path(post, path = "/products", tag = "products",
+    request_body(content = ProductRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ProductBody,
+            headers(("Location" = String, description = "/products/{id} of the new product"))),
+        (status = 200, description = "Updated the product that has this key", body = ProductBody),
+        (status = 400, description = "Invalid body: `errors` names each field", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body over MAX_BODY_BYTES", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Body not declared application/json", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Lock, pool or database not available in time; nothing written", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ))]
 pub async fn upsert(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -63,7 +75,17 @@ pub async fn upsert(
     let body = json_body(&req, payload, state.max_body_bytes).await?;
     let input = ProductInput::from_json(&body)?;
     let outcome = state
-        .with_conn(async |conn| store::upsert(conn, &state.settings, &input).await)
+        .with_conn(async |conn| {
+            let started = Instant::now();
+            let result = store::upsert(conn, &state.settings, &state.metrics, &input).await;
+            let outcome = match &result {
+                Ok(Upserted::Created(_)) => UpsertOutcome::Created,
+                Ok(Upserted::Updated(_)) => UpsertOutcome::Updated,
+                Err(_) => UpsertOutcome::Failed,
+            };
+            state.metrics.observe_upsert(outcome, started.elapsed());
+            result
+        })
         .await?;
     Ok(match outcome {
         Upserted::Created(product) => HttpResponse::Created()
@@ -74,6 +96,8 @@ pub async fn upsert(
 }
 
 /// `GET /products/{id}`.
+#[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
+    responses((status = 200, description = "The product", body = ProductBody), (status = 404, description = "No product with this id", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Lock, pool or database not available in time; nothing written", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))))]
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -88,6 +112,10 @@ pub async fn get(
 
 /// `PUT /products/{id}`: replaces every writable field; omitted optional ones return to their
 /// defaults.
+#[utoipa::path(put, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
+    request_body(content = ProductRequest, content_type = "application/json"),
+    responses((status = 200, description = "The replaced product", body = ProductBody),
+        (status = 400, description = "Invalid body: `errors` names each field", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No product with this id", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Another product holds the new key: `existing_id`", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body over MAX_BODY_BYTES", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Body not declared application/json", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Lock, pool or database not available in time; nothing written", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))))]
 pub async fn replace(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -101,6 +129,10 @@ pub async fn replace(
 }
 
 /// `PATCH /products/{id}`: changes only the fields it names.
+#[utoipa::path(patch, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
+    request_body(content = ProductPatchRequest, content_type = "application/json"),
+    responses((status = 200, description = "The changed product", body = ProductBody),
+        (status = 400, description = "Invalid body: `errors` names each field", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No product with this id", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Another product holds the new key: `existing_id`", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body over MAX_BODY_BYTES", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Body not declared application/json", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Lock, pool or database not available in time; nothing written", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))))]
 pub async fn patch(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -121,6 +153,8 @@ async fn update(state: &AppState, id: i64, patch: &ProductPatch) -> Result<HttpR
 }
 
 /// `DELETE /products/{id}`: 204, or 404 if there was none.
+#[utoipa::path(delete, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No product with this id", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Lock, pool or database not available in time; nothing written", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))))]
 pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -152,9 +186,11 @@ pub struct ListParams {
     after: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Page {
+/// One page of `GET /products`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Page {
     items: Vec<ProductBody>,
+    /// The URL of the next page, `null` on the last.
     next: Option<String>,
 }
 
@@ -188,6 +224,17 @@ fn parse_list_params(params: &ListParams) -> Result<ListQuery, ApiError> {
 
 /// `GET /products?brand=&serial=&manufacturer=&limit=&after=`: one page in id order, with the
 /// URL of the next page (or `null` on the last).
+#[utoipa::path(get, path = "/products", tag = "products",
+    params(
+        ("brand" = Option<String>, Query, description = "Exact brand (trimmed)"),
+        ("serial" = Option<String>, Query, description = "Exact serial (trimmed)"),
+        ("manufacturer" = Option<String>, Query, description = "Exact manufacturer (trimmed)"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 500, default 50"),
+        ("after" = Option<i64>, Query, description = "Only products with a greater id"),
+    ),
+    responses((status = 200, description = "One page, in id order", body = Page),
+        (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Lock, pool or database not available in time; nothing written", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))))]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let params: ListParams = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;

@@ -1,0 +1,284 @@
+//! The application's own Prometheus registry and instruments.
+//!
+//! Built on the `prometheus` crate: its registries are plain values (each `Application` owns one,
+//! so many apps in one test process never clash), its histograms render real `_bucket` series,
+//! and on Linux it ships the standard `process_*` collector.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::db::DbPool;
+use crate::error::Unavailable;
+
+/// Request latency buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every instrument of the service.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    upserts: IntCounterVec,
+    lock_wait: Histogram,
+    upsert_transaction: Histogram,
+    pool_connections: IntGaugeVec,
+    pool_max: IntGauge,
+    pool_waiting: IntGauge,
+    pool_timeouts: IntCounter,
+    db_errors: IntCounterVec,
+    duplicate_groups: IntGauge,
+    duplicate_scan_timestamp: Gauge,
+}
+
+/// What became of an upsert that reached the database.
+#[derive(Debug, Clone, Copy)]
+pub enum UpsertOutcome {
+    Created,
+    Updated,
+    /// Reached the database and did not commit.
+    Failed,
+}
+
+/// The `kind` label of `db_errors_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum DbErrorKind {
+    LockTimeout,
+    StatementTimeout,
+    Connection,
+    Other,
+}
+
+impl From<Unavailable> for DbErrorKind {
+    fn from(why: Unavailable) -> Self {
+        match why {
+            Unavailable::LockTimeout => Self::LockTimeout,
+            Unavailable::StatementTimeout => Self::StatementTimeout,
+            Unavailable::Connection | Unavailable::PoolTimeout => Self::Connection,
+            Unavailable::Transient | Unavailable::Contention => Self::Other,
+        }
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let metric = Histogram::with_opts(opts).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+impl Metrics {
+    /// A fresh registry with every instrument registered.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("metric registered once");
+        let pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "db_pool_connections",
+                "Pooled database connections by state",
+            ),
+            &["state"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(pool_connections.clone()))
+            .expect("metric registered once");
+        let duplicate_scan_timestamp = Gauge::new(
+            "product_duplicate_scan_timestamp_seconds",
+            "Unix time of the last completed duplicate scan",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(duplicate_scan_timestamp.clone()))
+            .expect("metric registered once");
+
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "product_service_build_info",
+                "Build of the running service (always 1)",
+            ),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("metric registered once");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector registered once");
+
+        Self {
+            http_requests: counter_vec(
+                &registry,
+                "http_requests_total",
+                "HTTP requests by method, matched route and status",
+                &["method", "route", "status"],
+            ),
+            http_duration,
+            upserts: counter_vec(
+                &registry,
+                "product_upserts_total",
+                "Upserts that reached the database, by outcome (created, updated, failed)",
+                &["outcome"],
+            ),
+            lock_wait: histogram(
+                &registry,
+                "product_upsert_lock_wait_seconds",
+                "Time from asking for a key's advisory lock to getting it",
+            ),
+            upsert_transaction: histogram(
+                &registry,
+                "product_upsert_transaction_seconds",
+                "Duration of the whole locked upsert transaction, commit included",
+            ),
+            pool_connections,
+            pool_max: int_gauge(
+                &registry,
+                "db_pool_max_connections",
+                "Size limit of the pool",
+            ),
+            pool_waiting: int_gauge(
+                &registry,
+                "db_pool_waiting_requests",
+                "Requests waiting for a pooled connection",
+            ),
+            pool_timeouts: {
+                let metric = IntCounter::new(
+                    "db_pool_timeouts_total",
+                    "Requests that got no pooled connection within DB_POOL_TIMEOUT_MS",
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric registered once");
+                metric
+            },
+            db_errors: counter_vec(
+                &registry,
+                "db_errors_total",
+                "Database errors by kind (lock_timeout, statement_timeout, connection, other)",
+                &["kind"],
+            ),
+            duplicate_groups: int_gauge(
+                &registry,
+                "product_duplicate_key_groups",
+                "Keys that have more than one row, as of the last scan",
+            ),
+            duplicate_scan_timestamp,
+            registry,
+        }
+    }
+
+    /// Counts one HTTP request; `route` is the matched pattern or `unmatched`.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one upsert that reached the database, with the duration of its transaction.
+    pub fn observe_upsert(&self, outcome: UpsertOutcome, transaction: Duration) {
+        let label = match outcome {
+            UpsertOutcome::Created => "created",
+            UpsertOutcome::Updated => "updated",
+            UpsertOutcome::Failed => "failed",
+        };
+        self.upserts.with_label_values(&[label]).inc();
+        self.upsert_transaction.observe(transaction.as_secs_f64());
+    }
+
+    /// Records how long an upsert waited for its advisory lock.
+    pub fn observe_lock_wait(&self, waited: Duration) {
+        self.lock_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Counts a request that timed out waiting for a pooled connection.
+    pub fn count_pool_timeout(&self) {
+        self.pool_timeouts.inc();
+    }
+
+    /// Counts a database error.
+    pub fn count_db_error(&self, kind: DbErrorKind) {
+        let label = match kind {
+            DbErrorKind::LockTimeout => "lock_timeout",
+            DbErrorKind::StatementTimeout => "statement_timeout",
+            DbErrorKind::Connection => "connection",
+            DbErrorKind::Other => "other",
+        };
+        self.db_errors.with_label_values(&[label]).inc();
+    }
+
+    /// Records the result of a duplicate scan.
+    pub fn set_duplicate_groups(&self, groups: i64) {
+        self.duplicate_groups.set(groups);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.duplicate_scan_timestamp.set(now);
+    }
+
+    /// The exposition text, with the pool gauges read now.
+    pub fn render(&self, pool: &DbPool) -> Result<String, prometheus::Error> {
+        let status = pool.status();
+        let in_use = status.size.saturating_sub(status.available);
+        self.pool_connections
+            .with_label_values(&["idle"])
+            .set(status.available as i64);
+        self.pool_connections
+            .with_label_values(&["in_use"])
+            .set(in_use as i64);
+        self.pool_max.set(status.max_size as i64);
+        self.pool_waiting.set(status.waiting as i64);
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and the
+//! types they answer with, served at `GET /openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::OpenApi;
+
+use crate::routes::{health, metrics, products};
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "product-service",
+        description = "Race-free upserts of products by (brand, serial, manufacturer). Every \
+            error is application/problem+json (RFC 9457). `POST /products/` (trailing slash, as \
+            DRF clients send it) is the same operation as `POST /products`."
+    ),
+    paths(
+        products::upsert,
+        products::list,
+        products::get,
+        products::replace,
+        products::patch,
+        products::delete,
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        openapi_json,
+    ),
+    tags(
+        (name = "products", description = "The product resource"),
+        (name = "operations", description = "Probes, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
