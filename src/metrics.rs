@@ -95,7 +95,18 @@ fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 impl Metrics {
     /// A fresh registry with every instrument registered.
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let metrics = Self::register_all(Registry::new());
+        // Fixed label sets start at zero, so dashboards and alerts see them before the first event.
+        for outcome in ["created", "updated", "failed"] {
+            metrics.upserts.with_label_values(&[outcome]);
+        }
+        for kind in ["lock_timeout", "statement_timeout", "connection", "other"] {
+            metrics.db_errors.with_label_values(&[kind]);
+        }
+        metrics
+    }
+
+    fn register_all(registry: Registry) -> Self {
         let http_duration = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
                 .buckets(LATENCY_BUCKETS.to_vec()),

@@ -63,6 +63,8 @@ fn admin_url() -> String {
 /// A running service with a database of its own, dropped with it.
 pub struct TestApp {
     pub address: String,
+    /// The separate metrics listener, when `METRICS_ADDR` was set.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db_url: String,
     db_name: String,
@@ -101,10 +103,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("the application failed to start");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()

@@ -4,6 +4,8 @@
 mod binary;
 mod concurrency;
 mod helpers;
+mod openapi;
+mod operations;
 mod resource;
 mod unavailable;
 mod upsert;

@@ -1,0 +1,381 @@
+//! Operations: every metric moves with the event that causes it; probes; request ids.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::SimpleAsyncConnection;
+
+use crate::helpers::{TestApp, json, product, spawn_app, spawn_app_with};
+
+/// The value of one sample in a Prometheus text exposition; labels compare as a set.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let mut found: Vec<(String, String)> = series_labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k.to_owned(), v.trim_matches('"').to_owned()))
+                })
+                .collect();
+            let mut wanted: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            found.sort();
+            wanted.sort();
+            (found == wanted).then(|| value.parse().ok()).flatten()
+        })
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let base = app.metrics_address.as_deref().unwrap_or(&app.address);
+    let response = app
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    response.text().await.expect("metrics text")
+}
+
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(text, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_lock_waits_and_lock_timeouts_move_their_metrics() {
+    let app = spawn_app_with(|c| c.lock_timeout_ms = 300).await;
+    let before = scrape(&app).await;
+    assert_eq!(
+        value(&before, "product_upserts_total", &[("outcome", "created")]),
+        0.0
+    );
+    assert_eq!(
+        value(&before, "db_errors_total", &[("kind", "lock_timeout")]),
+        0.0
+    );
+
+    app.post_product(&product("M", "1", "M")).await;
+    app.post_product(&product("M", "1", "M")).await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('M', '2', 'M'))")
+        .await
+        .expect("take the lock");
+    let refused = app.post_product(&product("M", "2", "M")).await;
+    assert_eq!(refused.status(), 503);
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    let after = scrape(&app).await;
+    assert_eq!(
+        value(&after, "product_upserts_total", &[("outcome", "created")]),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "product_upserts_total", &[("outcome", "updated")]),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "product_upserts_total", &[("outcome", "failed")]),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "db_errors_total", &[("kind", "lock_timeout")]),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "product_upsert_lock_wait_seconds_count", &[]),
+        2.0
+    );
+    assert_eq!(
+        value(&after, "product_upsert_transaction_seconds_count", &[]),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "product_upsert_lock_wait_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        2.0
+    );
+    let posts = [("method", "POST"), ("route", "/products")];
+    assert_eq!(
+        value(
+            &after,
+            "http_requests_total",
+            &[posts[0], posts[1], ("status", "201")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "http_requests_total",
+            &[posts[0], posts[1], ("status", "503")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "http_request_duration_seconds_count", &posts),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn route_labels_are_patterns_never_raw_paths() {
+    let app = spawn_app().await;
+
+    app.client
+        .get(app.url("/products/987654"))
+        .send()
+        .await
+        .expect("send");
+    app.client
+        .get(app.url("/products/not-an-id"))
+        .send()
+        .await
+        .expect("send");
+    app.client
+        .get(app.url("/random/path-xyz"))
+        .send()
+        .await
+        .expect("send");
+
+    let text = scrape(&app).await;
+    let item = [
+        ("method", "GET"),
+        ("route", "/products/{id}"),
+        ("status", "404"),
+    ];
+    assert_eq!(value(&text, "http_requests_total", &item), 2.0);
+    let unmatched = [("method", "GET"), ("route", "unmatched"), ("status", "404")];
+    assert_eq!(value(&text, "http_requests_total", &unmatched), 1.0);
+    for raw in ["987654", "not-an-id", "path-xyz"] {
+        assert!(
+            !text.contains(raw),
+            "a raw path ({raw}) leaked into the metrics"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_gauges_and_pool_timeouts_are_reported() {
+    let app = spawn_app_with(|c| {
+        c.db_pool_size = 1;
+        c.db_pool_timeout_ms = 200;
+        c.lock_timeout_ms = 3000;
+    })
+    .await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('P', 'S', 'M'))")
+        .await
+        .expect("take the lock");
+    let busy_key = product("P", "S", "M");
+    let waiting = app.post_product(&busy_key);
+    let observe = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let starved = app.post_product(&product("Q", "S", "M")).await;
+        let text = scrape(&app).await;
+        holder.batch_execute("ROLLBACK").await.expect("release");
+        (starved.status(), text)
+    };
+    let (_, (starved, text)) = tokio::join!(waiting, observe);
+
+    assert_eq!(starved, 503);
+    assert_eq!(value(&text, "db_pool_timeouts_total", &[]), 1.0);
+    assert_eq!(value(&text, "db_pool_max_connections", &[]), 1.0);
+    assert_eq!(
+        value(&text, "db_pool_connections", &[("state", "in_use")]),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "db_pool_connections", &[("state", "idle")]),
+        0.0
+    );
+    assert!(sample(&text, "db_pool_waiting_requests", &[]).is_some());
+}
+
+#[tokio::test]
+async fn duplicates_made_with_sql_appear_in_the_duplicate_gauge() {
+    let app = spawn_app_with(|c| c.duplicate_scan_interval_secs = 1).await;
+    app.sql(
+        "INSERT INTO products (brand, serial, manufacturer, name) VALUES \
+         ('D', '1', 'M', 'a'), ('D', '1', 'M', 'b'), ('D', '2', 'M', 'c'), \
+         ('D', '3', 'M', 'd'), ('D', '3', 'M', 'e')",
+    )
+    .await;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let text = scrape(&app).await;
+        if sample(&text, "product_duplicate_key_groups", &[]) == Some(2.0)
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(value(&text, "product_duplicate_key_groups", &[]), 2.0);
+    assert!(value(&text, "product_duplicate_scan_timestamp_seconds", &[]) > 1.0e9);
+}
+
+#[tokio::test]
+async fn build_info_and_process_metrics_are_exposed() {
+    let app = spawn_app().await;
+    app.client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("send");
+    let text = scrape(&app).await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(&text, "product_service_build_info", &[("version", version)]),
+        1.0
+    );
+    assert!(sample(&text, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0));
+    assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
+}
+
+#[tokio::test]
+async fn with_metrics_addr_metrics_are_served_only_off_the_public_port() {
+    let app = spawn_app_with(|c| c.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    app.post_product(&product("Sep", "1", "M")).await;
+
+    let public = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("send");
+    let text = scrape(&app).await;
+
+    assert_eq!(public.status(), 404);
+    assert_eq!(
+        value(&text, "product_upserts_total", &[("outcome", "created")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn readyz_follows_the_database_down_and_back_up_while_healthz_stays_up() {
+    let app = spawn_app().await;
+    let readyz = || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("send")
+    };
+    let healthz = || async {
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("send")
+    };
+    assert_eq!(readyz().await.status(), 200);
+    let name = app.db_name().to_owned();
+
+    app.admin_sql(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let down = wait_for_status(readyz, 503).await;
+    assert_eq!(down.headers()["content-type"], "application/problem+json");
+    assert!(
+        json(down).await["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+    assert_eq!(
+        healthz().await.status(),
+        200,
+        "liveness never asks the database"
+    );
+
+    app.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    wait_for_status(readyz, 200).await;
+}
+
+/// Polls until `probe` answers `status`, for at most 10 s.
+async fn wait_for_status<F, Fut>(probe: F, status: u16) -> reqwest::Response
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = reqwest::Response>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = probe().await;
+        if response.status() == status {
+            return response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after 10 s",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_replaced_and_name_the_problem() {
+    let app = spawn_app().await;
+    let send = |id: Option<String>| {
+        let mut request = app.client.get(app.url("/products/0"));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+
+    let echoed = send(Some("client-id-42".to_owned())).await.expect("send");
+    assert_eq!(echoed.headers()["x-request-id"], "client-id-42");
+    assert_eq!(
+        json(echoed).await["instance"],
+        "urn:product-service:request:client-id-42"
+    );
+
+    for bad in [Some("x".repeat(129)), Some("tab\tinside".to_owned()), None] {
+        let response = send(bad.clone()).await.expect("send");
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert_eq!(
+            id.len(),
+            36,
+            "{bad:?} must be replaced by a generated id, got {id}"
+        );
+        assert_ne!(Some(&id), bad.as_ref());
+        let instance = json(response).await["instance"]
+            .as_str()
+            .expect("instance")
+            .to_owned();
+        assert!(instance.ends_with(&id), "{instance}");
+    }
+}
