@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod db;
+pub mod dedupe;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;

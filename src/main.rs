@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use product_service::config::Config;
+use product_service::dedupe::{self, DedupeArgs, Outcome};
 use product_service::middleware::current_request_id;
 use product_service::startup::Application;
 
@@ -25,26 +26,44 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Report keys with more than one row (exit 1 if any); `--apply` merges them.
+    Dedupe(DedupeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.config.rust_log);
     let runtime = actix_web::rt::System::new();
-    let result = runtime.block_on(async move {
+    runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(cli.config).await,
-            Command::Migrate => migrate(cli.config).await,
+            Command::Serve => exit_code(serve(cli.config).await),
+            Command::Migrate => exit_code(migrate(cli.config).await),
+            // 0: clean, 1: duplicates remain, 2: the command itself failed.
+            Command::Dedupe(args) => match dedupe::run(&cli.config, args).await {
+                Ok(Outcome::Clean) => ExitCode::SUCCESS,
+                Ok(Outcome::Duplicates) => ExitCode::from(1),
+                Err(e) => {
+                    report_failure(&e.to_string());
+                    ExitCode::from(2)
+                }
+            },
         }
-    });
+    })
+}
+
+fn exit_code(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            log::error!("{message}");
-            eprintln!("product-service: {message}");
+            report_failure(&message);
             ExitCode::FAILURE
         }
     }
+}
+
+fn report_failure(message: &str) {
+    log::error!("{message}");
+    eprintln!("product-service: {message}");
 }
 
 /// env_logger with the filter from `RUST_LOG`; lines logged while serving a request carry its id.

@@ -117,7 +117,7 @@ impl Application {
     /// the server enforces advisory locks, builds the pool and binds the listener (port 0 picks
     /// a free port).
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let (url, embedded) = database(&config).await?;
+        let (url, embedded) = open_database(&config).await?;
         let applied = db::run_migrations(&url).await?;
         if !applied.is_empty() {
             log::info!("applied migrations: {}", applied.join(", "));
@@ -222,11 +222,7 @@ impl Application {
         if let Some(scan) = self.duplicate_scan {
             scan.abort();
         }
-        if let Some(mut embedded) = self.embedded {
-            tokio::task::spawn_blocking(move || embedded.stop())
-                .await
-                .ok();
-        }
+        close_database(self.embedded).await;
         result
     }
 }
@@ -268,18 +264,25 @@ async fn scan_for_duplicates(pool: DbPool, metrics: Metrics, interval: Duration)
 /// `product-service migrate`: applies pending migrations (starting and stopping the embedded
 /// database if no `DATABASE_URL` is set) and returns the versions applied.
 pub async fn migrate_only(config: &Config) -> Result<Vec<String>, StartupError> {
-    let (url, embedded) = database(config).await?;
+    let (url, embedded) = open_database(config).await?;
     let applied = db::run_migrations(&url).await;
+    close_database(embedded).await;
+    Ok(applied?)
+}
+
+/// Stops the embedded cluster, if this command started one.
+pub async fn close_database(embedded: Option<EmbeddedPostgres>) {
     if let Some(mut embedded) = embedded {
         tokio::task::spawn_blocking(move || embedded.stop())
             .await
             .ok();
     }
-    Ok(applied?)
 }
 
-/// The database URL: `DATABASE_URL`, or the embedded cluster, started here.
-async fn database(config: &Config) -> Result<(String, Option<EmbeddedPostgres>), StartupError> {
+/// The database URL: `DATABASE_URL`, or the embedded cluster, started (or reused) here.
+pub async fn open_database(
+    config: &Config,
+) -> Result<(String, Option<EmbeddedPostgres>), StartupError> {
     if let Some(url) = &config.database_url {
         return Ok((url.clone(), None));
     }

@@ -3,6 +3,7 @@
 
 mod binary;
 mod concurrency;
+mod dedupe;
 mod helpers;
 mod openapi;
 mod operations;

@@ -1,0 +1,166 @@
+//! `product-service dedupe`: duplicates made with SQL are reported, merged and gone, and merging
+//! is safe while the service takes upserts.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future::join_all;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, json, product, spawn_app};
+
+/// Keys duplicated (three rows each) for the live merge.
+const KEYS: i64 = 100;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_product-service");
+
+/// Runs `product-service dedupe <args>` against the test's database.
+async fn dedupe(app: &TestApp, args: &[&str]) -> Output {
+    let url = app.db_url.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .arg("dedupe")
+            .args(&args)
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run product-service dedupe")
+    })
+    .await
+    .expect("dedupe thread")
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn duplicates_made_with_sql_are_reported_merged_and_gone() {
+    let app = spawn_app().await;
+    app.sql(
+        "INSERT INTO products (brand, serial, manufacturer, name, price, version, updated_at) VALUES \
+         ('A', 'S', 'M', 'a1', 1, 3, now() - interval '2 hours'), \
+         ('A', 'S', 'M', 'a2', 5, 1, now() - interval '1 hour'), \
+         ('A', 'S', 'M', 'a3', 9, 7, now() - interval '3 hours'), \
+         ('B', 'S', 'M', 'b1', 0, 1, now()), \
+         ('B', 'S', 'M', 'b2', 0, 1, now()), \
+         ('C', 'S', 'M', 'c1', 0, 1, now())",
+    )
+    .await;
+
+    let report = dedupe(&app, &["--json"]).await;
+    assert_eq!(
+        report.status.code(),
+        Some(1),
+        "a dry run that finds duplicates exits 1"
+    );
+    let groups = json_lines(&report);
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["brand"], "A");
+    assert_eq!(groups[0]["ids"], serde_json::json!([1, 2, 3]));
+    assert_eq!(groups[0]["count"], 3);
+    assert_eq!(groups[1]["ids"], serde_json::json!([4, 5]));
+    let text = dedupe(&app, &[]).await;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("3 rows, ids 1, 2, 3"));
+    assert_eq!(
+        app.count_products("true").await,
+        6,
+        "a dry run changes nothing"
+    );
+
+    let applied = dedupe(&app, &["--apply", "--json"]).await;
+    assert_eq!(
+        applied.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let deleted = json_lines(&applied);
+    let deleted_ids: Vec<i64> = deleted
+        .iter()
+        .map(|line| line["deleted"]["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(deleted_ids, [2, 3, 5]);
+    assert_eq!(deleted[0]["merged_into"], 1);
+    assert_eq!(
+        deleted[0]["deleted"]["name"], "a2",
+        "deleted rows are printed in full"
+    );
+    assert_eq!(deleted[1]["deleted"]["price"], "9.00");
+
+    assert_eq!(app.duplicated_keys().await, 0);
+    assert_eq!(app.count_products("true").await, 3);
+    let kept = json(
+        app.client
+            .get(app.url("/products/1"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(
+        kept["name"], "a2",
+        "the most recently updated row's values win"
+    );
+    assert_eq!(kept["price"], "5.00");
+    assert_eq!(kept["version"], 8, "the group's highest version + 1");
+
+    let clean = dedupe(&app, &[]).await;
+    assert_eq!(clean.status.code(), Some(0), "a clean table exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_while_upserts_run_leaves_one_row_per_key_and_no_errors() {
+    let app = spawn_app().await;
+    let mut values = Vec::new();
+    for key in 0..KEYS {
+        for copy in 0..3 {
+            values.push(format!("('Live', 'K{key}', 'M', 'copy {copy}')"));
+        }
+    }
+    app.sql(&format!(
+        "INSERT INTO products (brand, serial, manufacturer, name) VALUES {}",
+        values.join(", ")
+    ))
+    .await;
+    let bodies: Vec<Value> = (0..KEYS)
+        .map(|key| product("Live", &format!("K{key}"), "M"))
+        .collect();
+    let merging = AtomicBool::new(true);
+
+    // Rounds of upserts of every key keep coming until the merge has finished.
+    let upserts = async {
+        let mut statuses = Vec::new();
+        let mut rounds = 0;
+        while merging.load(Ordering::Acquire) || rounds < 3 {
+            let responses = join_all(bodies.iter().map(|b| app.post_product(b))).await;
+            statuses.extend(responses.iter().map(|r| r.status().as_u16()));
+            rounds += 1;
+        }
+        (statuses, rounds)
+    };
+    let merge = async {
+        let output = dedupe(&app, &["--apply"]).await;
+        merging.store(false, Ordering::Release);
+        output
+    };
+    let (merge, (statuses, rounds)) = tokio::join!(merge, upserts);
+
+    assert_eq!(
+        merge.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&merge.stderr)
+    );
+    eprintln!("{rounds} rounds of {KEYS} upserts ran while the merge did");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every upsert found its key: {statuses:?}"
+    );
+    assert_eq!(app.duplicated_keys().await, 0);
+    assert_eq!(app.count_products("true").await, KEYS);
+}
