@@ -283,8 +283,13 @@ pub async fn close_database(embedded: Option<EmbeddedPostgres>) {
 pub async fn open_database(
     config: &Config,
 ) -> Result<(String, Option<EmbeddedPostgres>), StartupError> {
-    if let Some(url) = &config.database_url {
-        return Ok((url.clone(), None));
+    // An empty DATABASE_URL (`DATABASE_URL= cargo run`) means unset, as in most tools.
+    if let Some(url) = config
+        .database_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
+    {
+        return Ok((url.to_owned(), None));
     }
     let data_dir = config.data_dir.clone();
     let embedded = tokio::task::spawn_blocking(move || {
