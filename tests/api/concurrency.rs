@@ -10,18 +10,27 @@ use serde_json::json;
 use crate::helpers::{TestApp, json, product, spawn_app_with};
 
 /// The window between `SELECT ... FOR UPDATE` and the write, in the race tests.
-const RACE_WINDOW_MS: u64 = 50;
+/// Wide enough that requests released together all fall into it even on a loaded machine.
+const RACE_WINDOW_MS: u64 = 150;
+/// Connections opened before a race, so that opening them does not spread the requests out.
+const WARM_CONNECTIONS: usize = 64;
 
 async fn racing_app(lock: bool) -> TestApp {
-    spawn_app_with(|c| {
+    let app = spawn_app_with(|c| {
         // Generous bounds: these tests are about duplicates, not about waits (see unavailable.rs).
         c.db_pool_size = 80;
-        c.db_pool_timeout_ms = 30_000;
-        c.lock_timeout_ms = 30_000;
+        c.db_pool_timeout_ms = 60_000;
+        c.lock_timeout_ms = 60_000;
         c.test_hooks.race_window_ms = RACE_WINDOW_MS;
         c.test_hooks.disable_advisory_lock = !lock;
     })
-    .await
+    .await;
+    let warm_up =
+        (0..WARM_CONNECTIONS).map(|_| app.client.get(app.url("/products?limit=1")).send());
+    for response in join_all(warm_up).await {
+        assert_eq!(response.expect("warm-up request").status(), 200);
+    }
+    app
 }
 
 /// Sends `n` identical POSTs at once; returns their statuses.

@@ -238,6 +238,61 @@ impl Drop for TestApp {
     }
 }
 
+/// The value of one sample in a Prometheus text exposition; labels compare as a set.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let mut found: Vec<(String, String)> = series_labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k.to_owned(), v.trim_matches('"').to_owned()))
+                })
+                .collect();
+            let mut wanted: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            found.sort();
+            wanted.sort();
+            (found == wanted).then(|| value.parse().ok()).flatten()
+        })
+}
+
+pub async fn scrape(app: &TestApp) -> String {
+    let base = app.metrics_address.as_deref().unwrap_or(&app.address);
+    let response = app
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    response.text().await.expect("metrics text")
+}
+
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(text, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
+}
+
 /// A valid product body for `key`.
 pub fn product(brand: &str, serial: &str, manufacturer: &str) -> Value {
     serde_json::json!({

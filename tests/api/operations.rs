@@ -4,62 +4,7 @@ use std::time::{Duration, Instant};
 
 use diesel_async::SimpleAsyncConnection;
 
-use crate::helpers::{TestApp, json, product, spawn_app, spawn_app_with};
-
-/// The value of one sample in a Prometheus text exposition; labels compare as a set.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if series_name != name {
-                return None;
-            }
-            let mut found: Vec<(String, String)> = series_labels
-                .split(',')
-                .filter(|pair| !pair.is_empty())
-                .filter_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    Some((k.to_owned(), v.trim_matches('"').to_owned()))
-                })
-                .collect();
-            let mut wanted: Vec<(String, String)> = labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            found.sort();
-            wanted.sort();
-            (found == wanted).then(|| value.parse().ok()).flatten()
-        })
-}
-
-async fn scrape(app: &TestApp) -> String {
-    let base = app.metrics_address.as_deref().unwrap_or(&app.address);
-    let response = app
-        .client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    response.text().await.expect("metrics text")
-}
-
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    sample(text, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
-}
+use crate::helpers::{json, product, sample, scrape, spawn_app, spawn_app_with, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserts_lock_waits_and_lock_timeouts_move_their_metrics() {
@@ -176,44 +121,6 @@ async fn route_labels_are_patterns_never_raw_paths() {
             "a raw path ({raw}) leaked into the metrics"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pool_gauges_and_pool_timeouts_are_reported() {
-    let app = spawn_app_with(|c| {
-        c.db_pool_size = 1;
-        c.db_pool_timeout_ms = 200;
-        c.lock_timeout_ms = 3000;
-    })
-    .await;
-    let mut holder = app.db().await;
-    holder
-        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('P', 'S', 'M'))")
-        .await
-        .expect("take the lock");
-    let busy_key = product("P", "S", "M");
-    let waiting = app.post_product(&busy_key);
-    let observe = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let starved = app.post_product(&product("Q", "S", "M")).await;
-        let text = scrape(&app).await;
-        holder.batch_execute("ROLLBACK").await.expect("release");
-        (starved.status(), text)
-    };
-    let (_, (starved, text)) = tokio::join!(waiting, observe);
-
-    assert_eq!(starved, 503);
-    assert_eq!(value(&text, "db_pool_timeouts_total", &[]), 1.0);
-    assert_eq!(value(&text, "db_pool_max_connections", &[]), 1.0);
-    assert_eq!(
-        value(&text, "db_pool_connections", &[("state", "in_use")]),
-        1.0
-    );
-    assert_eq!(
-        value(&text, "db_pool_connections", &[("state", "idle")]),
-        0.0
-    );
-    assert!(sample(&text, "db_pool_waiting_requests", &[]).is_some());
 }
 
 #[tokio::test]

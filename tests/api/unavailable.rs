@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use diesel_async::SimpleAsyncConnection;
 
-use crate::helpers::{json, product, spawn_app, spawn_app_with};
+use crate::helpers::{json, product, sample, scrape, spawn_app, spawn_app_with, value};
 
 /// Far above every bound configured here: "never a hang", not a speed claim.
 const HANG: Duration = Duration::from_secs(15);
@@ -106,13 +106,12 @@ async fn an_exhausted_pool_is_503_after_the_pool_timeout() {
     let waiting = app.post_product(&busy_key);
     let starved = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        app.post_product(&product("Other", "S", "M")).await
-    };
-    let release = async {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let starved = app.post_product(&product("Other", "S", "M")).await;
+        let metrics = scrape(&app).await;
         holder.batch_execute("ROLLBACK").await.expect("release");
+        (starved, metrics)
     };
-    let (waiting, starved, ()) = tokio::join!(waiting, starved, release);
+    let (waiting, (starved, metrics)) = tokio::join!(waiting, starved);
 
     assert_unavailable(&starved, "no free connection");
     assert_eq!(
@@ -120,6 +119,15 @@ async fn an_exhausted_pool_is_503_after_the_pool_timeout() {
         201,
         "the waiting request completes once the lock is released"
     );
+    assert_eq!(value(&metrics, "db_pool_timeouts_total", &[]), 1.0);
+    assert_eq!(value(&metrics, "db_pool_max_connections", &[]), 1.0);
+    let in_use = value(&metrics, "db_pool_connections", &[("state", "in_use")]);
+    assert_eq!(in_use, 1.0, "the waiting request holds the only connection");
+    assert_eq!(
+        value(&metrics, "db_pool_connections", &[("state", "idle")]),
+        0.0
+    );
+    assert!(sample(&metrics, "db_pool_waiting_requests", &[]).is_some());
 }
 
 #[tokio::test]
