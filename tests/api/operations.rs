@@ -286,3 +286,33 @@ async fn request_ids_are_echoed_or_replaced_and_name_the_problem() {
         assert!(instance.ends_with(&id), "{instance}");
     }
 }
+
+#[tokio::test]
+async fn a_statement_timeout_is_a_503_counted_as_statement_timeout() {
+    // The lock wait is cut by the statement timeout first, which is what this test needs.
+    let app = spawn_app_with(|c| {
+        c.statement_timeout_ms = 200;
+        c.lock_timeout_ms = 10_000;
+    })
+    .await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('T', 'S', 'M'))")
+        .await
+        .expect("take the lock");
+
+    let response = app.post_product(&product("T", "S", "M")).await;
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(&text, "db_errors_total", &[("kind", "statement_timeout")]),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "db_errors_total", &[("kind", "lock_timeout")]),
+        0.0
+    );
+}

@@ -156,6 +156,9 @@ async fn an_unreachable_database_is_503_and_service_resumes_when_it_returns() {
     assert_unavailable(&post, "POST with the database gone");
     assert_unavailable(&get, "GET with the database gone");
     assert!(started.elapsed() < HANG);
+    let metrics = scrape(&app).await;
+    let refused = value(&metrics, "db_errors_total", &[("kind", "connection")]);
+    assert!(refused >= 2.0, "refused connections are counted: {refused}");
 
     app.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
         .await;
