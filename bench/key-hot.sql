@@ -1,0 +1,2 @@
+-- hot: one key for every transaction.
+\set k 0

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: product-service under `loadtest` vs. pgbench running the same SQL
+# (bench/*.sql), in one run, on one private PostgreSQL with default settings (fsync on).
+#
+# usage: bench/run.sh            (env: REQUESTS=20000 CONCURRENCY=64 KEYS=10000 DUP=8)
+# needs: cargo, PostgreSQL server binaries with pgbench, python3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS=${REQUESTS:-20000}
+CONCURRENCY=${CONCURRENCY:-64}
+KEYS=${KEYS:-10000}
+DUP=${DUP:-8}
+RUN=$(date +%s)
+
+echo "== building release binaries" >&2
+cargo build --release --bins --quiet
+
+bindir=$( (pg_config --bindir 2>/dev/null || true) | head -n 1)
+[ -x "$bindir/initdb" ] || bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+[ -x "$bindir/initdb" ] && [ -x "$bindir/pgbench" ] || {
+    echo "need PostgreSQL server binaries and pgbench (apt-get install postgresql)" >&2
+    exit 1
+}
+
+work=$(mktemp -d /tmp/product-service-bench.XXXXXX)
+chmod 755 "$work"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+service_pid=
+cleanup() {
+    [ -n "$service_pid" ] && kill -TERM "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
+    as_pg "$bindir/pg_ctl" stop -D "$work/pg" -m fast -w >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== private PostgreSQL (default settings, fsync on)" >&2
+mkdir -p "$work/pg" "$work/sock"
+[ "$(id -u)" = 0 ] && chown postgres: "$work/pg" "$work/sock"
+as_pg "$bindir/initdb" -D "$work/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
+as_pg "$bindir/pg_ctl" start -D "$work/pg" -l "$work/sock/pg.log" -w \
+    -o "-k $work/sock -c listen_addresses='' -c max_connections=300" >/dev/null
+as_pg "$bindir/createdb" -h "$work/sock" -U postgres bench
+
+echo "== product-service" >&2
+DATABASE_URL="host=$work/sock port=5432 user=postgres dbname=bench" BIND_ADDR=127.0.0.1:0 \
+    RUST_LOG="warn,product_service::startup=info" DUPLICATE_SCAN_INTERVAL_SECS=0 \
+    target/release/product-service serve 2>"$work/service.log" &
+service_pid=$!
+for _ in $(seq 1 100); do grep -q 'listening on' "$work/service.log" && break; sleep 0.2; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/service.log" | head -n 1)
+[ -n "$port" ] || { cat "$work/service.log" >&2; exit 1; }
+url="http://127.0.0.1:$port"
+
+loadtest() { # scenario [extra args...] -> JSON report
+    local scenario=$1
+    shift
+    target/release/loadtest --url "$url" --scenario "$scenario" --requests "$REQUESTS" \
+        --concurrency "$CONCURRENCY" --keys "$KEYS" --dup "$DUP" --seed "$RUN" --json --verify "$@"
+}
+
+pgbench_run() { # name script... -> "tps p50_ms p99_ms"
+    local name=$1
+    shift
+    rm -f "$work/$name".log*
+    local out
+    out=$(as_pg "$bindir/pgbench" -h "$work/sock" -U postgres -n -M prepared -c "$CONCURRENCY" -j 2 \
+        -t $((REQUESTS / CONCURRENCY)) -D keys="$KEYS" -D run="$RUN" \
+        --log --log-prefix="$work/$name" "$@" bench 2>&1) || { echo "$out" >&2; exit 1; }
+    local tps
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
+    python3 - "$tps" "$work/$name".log* <<'EOF'
+import sys
+tps, files = sys.argv[1], sys.argv[2:]
+latencies = sorted(int(line.split()[2]) for f in files for line in open(f))
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000
+print(tps, pick(0.5), pick(0.99))
+EOF
+}
+
+script() { # key-script [weight] -> combined upsert script path
+    cat "bench/key-$1.sql" bench/upsert.sql >"$work/upsert-$1.sql"
+    chmod 644 "$work/upsert-$1.sql"
+    echo "$work/upsert-$1.sql"
+}
+
+results="$work/results"
+: >"$results"
+record() { echo "$1|$2|$3" >>"$results"; } # scenario | service JSON | pgbench "tps p50 p99" or n/a
+
+for scenario in distinct hot zipf mixed; do
+    echo "== $scenario" >&2
+    service=$(loadtest "$scenario")
+    case $scenario in
+        mixed) pg=$(pgbench_run "$scenario" -f "$(script uniform)@7" -f bench/read.sql@3) ;;
+        *) pg=$(pgbench_run "$scenario" -f "$(script "$scenario")") ;;
+    esac
+    record "$scenario" "$service" "$pg"
+done
+
+echo "== race" >&2
+record race "$(loadtest race)" "n/a"
+
+echo "== hot and distinct at once" >&2
+hot_file="$work/hot-alongside.json"
+loadtest hot --seed $((RUN + 1)) >"$hot_file" &
+hot_pid=$!
+record "distinct beside hot" "$(loadtest distinct --seed $((RUN + 2)))" "n/a"
+wait "$hot_pid"
+record "hot beside distinct" "$(cat "$hot_file")" "n/a"
+
+rss_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$service_pid/status")
+
+python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" <<'EOF'
+import json, sys
+results, rss_kib, concurrency, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = [line.rstrip("\n").split("|", 2) for line in open(results)]
+print(f"\n{requests} requests per scenario, {concurrency} concurrent clients\n")
+head = f"{'scenario':<22}{'service req/s':>14}{'p50 ms':>9}{'p99 ms':>9}   {'pgbench tps':>12}{'p50 ms':>9}{'p99 ms':>9}   {'ratio':>6}  verify"
+print(head)
+print("-" * len(head))
+solo = {}
+failed = False
+for scenario, service, pg in rows:
+    s = json.loads(service)
+    v = s.get("verify") or {}
+    failed |= not v.get("passed", False)
+    rps, p50, p99 = s["requests_per_second"], s["latency_ms"]["p50"], s["latency_ms"]["p99"]
+    solo[scenario] = rps
+    line = f"{scenario:<22}{rps:>14.0f}{p50:>9.2f}{p99:>9.2f}   "
+    if pg == "n/a":
+        line += f"{'n/a':>12}{'':>9}{'':>9}   {'':>6}"
+    else:
+        tps, pg50, pg99 = (float(x) for x in pg.split())
+        line += f"{tps:>12.0f}{pg50:>9.2f}{pg99:>9.2f}   {rps / tps:>5.2f}x"
+    verdict = "ok" if v.get("passed") else f"FAILED ({v.get('duplicated_keys')} dup keys, {v.get('server_errors')} 5xx)"
+    print(line + "  " + verdict)
+if "distinct beside hot" in solo and "distinct" in solo:
+    print(f"\ndistinct-key throughput beside a hot key: {solo['distinct beside hot'] / solo['distinct']:.2f}x its solo figure")
+print(f"service peak RSS: {rss_kib / 1024:.1f} MiB")
+sys.exit(1 if failed else 0)
+EOF

@@ -1,0 +1,468 @@
+//! `loadtest`: drives a running product-service and reports throughput, latency percentiles and
+//! statuses; `--verify` then reads back every key it touched and fails on any duplicate or 5xx.
+//!
+//! ```sh
+//! cargo run --release --bin loadtest -- --url http://127.0.0.1:8080 --scenario hot \
+//!     --requests 20000 --concurrency 64 --verify
+//! ```
+//!
+//! Scenarios (keys are `(brand, serial, manufacturer)` = (`lt-<run>`, `<n>`, `M`)):
+//! - `distinct`: every request a new key (`--keys` is ignored);
+//! - `hot`: every request the same key;
+//! - `zipf`: keys drawn from a Zipf distribution over `--keys` with exponent `--zipf-s`;
+//! - `race`: groups of `--dup` identical requests released together, a new key per group;
+//! - `mixed`: 70 % upserts and 30 % exact-key reads over `--keys` uniform keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use futures_util::future::join_all;
+use hdrhistogram::Histogram;
+use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+use rand_distr::{Distribution as _, Zipf};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Scenario {
+    Distinct,
+    Hot,
+    Zipf,
+    Race,
+    Mixed,
+}
+
+/// Load generator and race checker for product-service.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Base URL of the service.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// What the requests look like.
+    #[arg(long, value_enum, default_value_t = Scenario::Distinct)]
+    scenario: Scenario,
+    /// Total requests (ignored when --duration is given).
+    #[arg(long, default_value_t = 10_000)]
+    requests: u64,
+    /// Run for this many seconds instead of a number of requests.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Size of the key space (zipf, mixed).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Identical requests released together (race).
+    #[arg(long, default_value_t = 8)]
+    dup: usize,
+    /// Zipf exponent.
+    #[arg(long, default_value_t = 1.1)]
+    zipf_s: f64,
+    /// Seed of the key choices; also names this run's keys (`lt-<seed>`).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Read back every key touched; exit 1 on a duplicated key or any 5xx.
+    #[arg(long)]
+    verify: bool,
+}
+
+/// What one worker saw.
+struct Tally {
+    latency_us: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+    errors: Vec<String>,
+    keys: BTreeSet<u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds"),
+            statuses: BTreeMap::new(),
+            errors: Vec::new(),
+            keys: BTreeSet::new(),
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latency_us
+            .add(other.latency_us)
+            .expect("histograms of equal bounds");
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.errors.extend(
+            other
+                .errors
+                .into_iter()
+                .take(5usize.saturating_sub(self.errors.len())),
+        );
+        self.keys.extend(other.keys);
+    }
+}
+
+/// The shared state of a run.
+struct Run {
+    args: Args,
+    client: reqwest::Client,
+    brand: String,
+    next: AtomicU64,
+    deadline: Option<Instant>,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl Run {
+    /// Claims the next request (or race group) number, or `None` when the run is over.
+    fn claim(&self) -> Option<u64> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.deadline {
+            Some(deadline) => (Instant::now() < deadline).then_some(n),
+            None => {
+                let total = match self.args.scenario {
+                    Scenario::Race => self.args.requests.div_ceil(self.args.dup as u64),
+                    _ => self.args.requests,
+                };
+                (n < total).then_some(n)
+            }
+        }
+    }
+
+    fn body(&self, key: u64) -> serde_json::Value {
+        serde_json::json!({
+            "brand": self.brand,
+            "serial": key.to_string(),
+            "manufacturer": "M",
+            "name": format!("load {key}"),
+            "price": "9.99",
+        })
+    }
+
+    async fn upsert(&self, key: u64, tally: &mut Tally) {
+        let request = self
+            .client
+            .post(format!("{}/products", self.args.url))
+            .json(&self.body(key));
+        self.send(request, tally).await;
+        tally.keys.insert(key);
+    }
+
+    async fn read(&self, key: u64, tally: &mut Tally) {
+        let request = self
+            .client
+            .get(format!("{}/products", self.args.url))
+            .query(&[
+                ("brand", self.brand.as_str()),
+                ("serial", &key.to_string()),
+                ("manufacturer", "M"),
+            ]);
+        self.send(request, tally).await;
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, tally: &mut Tally) {
+        let started = Instant::now();
+        let result = request.send().await;
+        let status = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // Read the body so the connection can be reused.
+                let body = response.bytes().await.unwrap_or_default();
+                if status >= 500 && tally.errors.len() < 5 {
+                    tally
+                        .errors
+                        .push(format!("{status}: {}", String::from_utf8_lossy(&body)));
+                }
+                status
+            }
+            Err(e) => {
+                if tally.errors.len() < 5 {
+                    tally.errors.push(format!("transport: {e}"));
+                }
+                0
+            }
+        };
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tally.latency_us.saturating_record(micros.max(1));
+        *tally.statuses.entry(status).or_default() += 1;
+        if let Some(progress) = &self.progress {
+            progress.inc(1);
+        }
+    }
+}
+
+async fn worker(run: Arc<Run>, worker_id: u64) -> Tally {
+    let mut tally = Tally::new();
+    let mut rng = StdRng::seed_from_u64(
+        run.args
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(worker_id),
+    );
+    let zipf = Zipf::new(run.args.keys.max(1) as f64, run.args.zipf_s).ok();
+    while let Some(n) = run.claim() {
+        match run.args.scenario {
+            Scenario::Distinct => run.upsert(n, &mut tally).await,
+            Scenario::Hot => run.upsert(0, &mut tally).await,
+            Scenario::Zipf => {
+                let key = zipf.as_ref().map_or(0, |z| z.sample(&mut rng) as u64);
+                run.upsert(key, &mut tally).await;
+            }
+            Scenario::Mixed => {
+                let key = rng.random_range(0..run.args.keys.max(1));
+                if rng.random_bool(0.7) {
+                    run.upsert(key, &mut tally).await;
+                } else {
+                    run.read(key, &mut tally).await;
+                }
+            }
+            Scenario::Race => {
+                // A fresh key per group: the race is over who inserts it.
+                let key = n;
+                let group: Vec<Tally> = join_all((0..run.args.dup).map(|_| async {
+                    let mut one = Tally::new();
+                    run.upsert(key, &mut one).await;
+                    one
+                }))
+                .await;
+                for one in group {
+                    tally.merge(one);
+                }
+            }
+        }
+    }
+    tally
+}
+
+#[derive(Serialize)]
+struct Report {
+    scenario: Scenario,
+    requests: u64,
+    concurrency: usize,
+    seconds: f64,
+    requests_per_second: f64,
+    latency_ms: BTreeMap<&'static str, f64>,
+    statuses: BTreeMap<String, u64>,
+    first_errors: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<Verification>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Verification {
+    keys_checked: usize,
+    duplicated_keys: usize,
+    server_errors: u64,
+    passed: bool,
+}
+
+/// Reads back every key; counts keys with more than one row.
+async fn verify(
+    run: &Run,
+    keys: &BTreeSet<u64>,
+    server_errors: u64,
+) -> Result<Verification, String> {
+    let duplicated = Arc::new(Mutex::new(0usize));
+    let keys: Vec<u64> = keys.iter().copied().collect();
+    for chunk in keys.chunks(run.args.concurrency.max(1)) {
+        let checks = chunk.iter().map(|key| {
+            let duplicated = Arc::clone(&duplicated);
+            async move {
+                let response = run
+                    .client
+                    .get(format!("{}/products", run.args.url))
+                    .query(&[
+                        ("brand", run.brand.as_str()),
+                        ("serial", &key.to_string()),
+                        ("manufacturer", "M"),
+                    ])
+                    .send()
+                    .await
+                    .map_err(|e| format!("read-back of key {key}: {e}"))?;
+                let page: serde_json::Value = response
+                    .json()
+                    .await
+                    .map_err(|e| format!("read-back of key {key}: {e}"))?;
+                let rows = page["items"].as_array().map_or(0, Vec::len);
+                if rows > 1 {
+                    *duplicated.lock().map_err(|_| "poisoned")? += 1;
+                }
+                Ok::<(), String>(())
+            }
+        });
+        for result in join_all(checks).await {
+            result?;
+        }
+    }
+    let duplicated_keys = *duplicated.lock().map_err(|_| "poisoned")?;
+    Ok(Verification {
+        keys_checked: keys.len(),
+        duplicated_keys,
+        server_errors,
+        passed: duplicated_keys == 0 && server_errors == 0,
+    })
+}
+
+fn percentile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let concurrency = args.concurrency.max(1);
+    let client = match reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * args.dup.max(1))
+        .timeout(Duration::from_secs(60))
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("loadtest: cannot build the HTTP client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = match args.scenario {
+        Scenario::Race => (concurrency / args.dup.max(1)).max(1),
+        _ => concurrency,
+    };
+    let progress = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let bar = match args.duration {
+            Some(_) => indicatif::ProgressBar::new_spinner(),
+            None => indicatif::ProgressBar::new(args.requests),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} requests {per_sec} [{elapsed}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let run = Arc::new(Run {
+        brand: format!("lt-{}-{:?}", args.seed, args.scenario).to_lowercase(),
+        deadline: args
+            .duration
+            .map(|s| Instant::now() + Duration::from_secs_f64(s)),
+        next: AtomicU64::new(0),
+        client,
+        progress,
+        args,
+    });
+
+    let started = Instant::now();
+    let tallies =
+        join_all((0..workers as u64).map(|id| tokio::spawn(worker(Arc::clone(&run), id)))).await;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(progress) = &run.progress {
+        progress.finish_and_clear();
+    }
+    let mut total = Tally::new();
+    for tally in tallies {
+        match tally {
+            Ok(tally) => total.merge(tally),
+            Err(e) => eprintln!("loadtest: a worker failed: {e}"),
+        }
+    }
+    let requests = total.latency_us.len();
+    let server_errors: u64 = total
+        .statuses
+        .iter()
+        .filter(|(s, _)| **s >= 500 || **s == 0)
+        .map(|(_, n)| n)
+        .sum();
+    let verification = if run.args.verify {
+        match verify(&run, &total.keys, server_errors).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("loadtest: verification failed to run: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let report = Report {
+        scenario: run.args.scenario,
+        requests,
+        concurrency,
+        seconds,
+        requests_per_second: requests as f64 / seconds,
+        latency_ms: BTreeMap::from([
+            ("p50", percentile_ms(&total.latency_us, 0.5)),
+            ("p90", percentile_ms(&total.latency_us, 0.9)),
+            ("p99", percentile_ms(&total.latency_us, 0.99)),
+            ("p99.9", percentile_ms(&total.latency_us, 0.999)),
+            ("max", total.latency_us.max() as f64 / 1000.0),
+        ]),
+        statuses: total
+            .statuses
+            .iter()
+            .map(|(s, n)| {
+                (
+                    if *s == 0 {
+                        "error".to_owned()
+                    } else {
+                        s.to_string()
+                    },
+                    *n,
+                )
+            })
+            .collect(),
+        first_errors: total.errors,
+        verify: verification,
+    };
+    print_report(&report, run.args.json);
+    match report.verify {
+        Some(v) if !v.passed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn print_report(report: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{:?}: {} requests in {:.2} s, {:.0} req/s, concurrency {}",
+        report.scenario,
+        report.requests,
+        report.seconds,
+        report.requests_per_second,
+        report.concurrency
+    );
+    let latency: Vec<String> = report
+        .latency_ms
+        .iter()
+        .map(|(q, ms)| format!("{q} {ms:.2}"))
+        .collect();
+    println!("latency ms: {}", latency.join(", "));
+    let statuses: Vec<String> = report
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
+    println!("statuses: {}", statuses.join(", "));
+    for error in &report.first_errors {
+        println!("error: {error}");
+    }
+    if let Some(v) = report.verify {
+        println!(
+            "verify: {} keys read back, {} duplicated, {} server errors: {}",
+            v.keys_checked,
+            v.duplicated_keys,
+            v.server_errors,
+            if v.passed { "PASSED" } else { "FAILED" }
+        );
+    }
+}
