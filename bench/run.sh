@@ -51,24 +51,22 @@ port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/servi
 [ -n "$port" ] || { cat "$work/service.log" >&2; exit 1; }
 url="http://127.0.0.1:$port"
 
-loadtest() { # scenario [extra args...] -> JSON report
-    local scenario=$1
-    shift
-    target/release/loadtest --url "$url" --scenario "$scenario" --requests "$REQUESTS" \
-        --concurrency "$CONCURRENCY" --keys "$KEYS" --dup "$DUP" --seed "$RUN" --json --verify "$@"
+loadtest() { # scenario [seed] -> JSON report; the seed also names the run's keys
+    target/release/loadtest --url "$url" --scenario "$1" --requests "$REQUESTS" \
+        --concurrency "$CONCURRENCY" --keys "$KEYS" --dup "$DUP" --seed "${2:-$RUN}" --json --verify
 }
 
 pgbench_run() { # name script... -> "tps p50_ms p99_ms"
     local name=$1
     shift
-    rm -f "$work/$name".log*
+    rm -f "$work/$name".[0-9]*
     local out
-    out=$(as_pg "$bindir/pgbench" -h "$work/sock" -U postgres -n -M prepared -c "$CONCURRENCY" -j 2 \
+    out=$("$bindir/pgbench" -h "$work/sock" -U postgres -n -M prepared -c "$CONCURRENCY" -j 2 \
         -t $((REQUESTS / CONCURRENCY)) -D keys="$KEYS" -D run="$RUN" \
         --log --log-prefix="$work/$name" "$@" bench 2>&1) || { echo "$out" >&2; exit 1; }
     local tps
     tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
-    python3 - "$tps" "$work/$name".log* <<'EOF'
+    python3 - "$tps" "$work/$name".[0-9]* <<'EOF'
 import sys
 tps, files = sys.argv[1], sys.argv[2:]
 latencies = sorted(int(line.split()[2]) for f in files for line in open(f))
@@ -102,9 +100,9 @@ record race "$(loadtest race)" "n/a"
 
 echo "== hot and distinct at once" >&2
 hot_file="$work/hot-alongside.json"
-loadtest hot --seed $((RUN + 1)) >"$hot_file" &
+loadtest hot $((RUN + 1)) >"$hot_file" &
 hot_pid=$!
-record "distinct beside hot" "$(loadtest distinct --seed $((RUN + 2)))" "n/a"
+record "distinct beside hot" "$(loadtest distinct $((RUN + 2)))" "n/a"
 wait "$hot_pid"
 record "hot beside distinct" "$(cat "$hot_file")" "n/a"
 
