@@ -1,18 +1,31 @@
--- What product-service runs for one POST /products, for pgbench (keep in step with src/store.rs).
+-- What product-service runs for one POST /products, for pgbench (keep in step with src/store.rs):
+-- BEGIN; then, pipelined, the bounds, the lock and the one-statement write; then COMMIT.
 -- Variables: :k (the key's serial, set by the scenario's key script), :run (names this run's keys).
 BEGIN ISOLATION LEVEL READ COMMITTED;
+\startpipeline
 SELECT set_config('lock_timeout', '5000', true), set_config('statement_timeout', '10000', true);
 SELECT pg_advisory_xact_lock(product_lock_key('pgb' || :run, :k::text, 'M'));
-SELECT coalesce((SELECT id FROM products
-                 WHERE brand = 'pgb' || :run AND serial = :k::text AND manufacturer = 'M'
-                 ORDER BY id LIMIT 1 FOR UPDATE), 0) AS found \gset
-\if :found
-UPDATE products SET name = 'load ' || :k, price = 9.99, version = version + 1, updated_at = now()
-    WHERE id = :found
-    RETURNING id, brand, serial, manufacturer, name, description, price, version, created_at, updated_at;
-\else
-INSERT INTO products (brand, serial, manufacturer, name, price)
-    VALUES ('pgb' || :run, :k::text, 'M', 'load ' || :k, 9.99)
-    RETURNING id, brand, serial, manufacturer, name, description, price, version, created_at, updated_at;
-\endif
+WITH found AS (
+    SELECT id FROM products
+    WHERE brand = 'pgb' || :run AND serial = :k::text AND manufacturer = 'M'
+    ORDER BY id
+    FOR UPDATE
+), oldest AS (
+    SELECT min(id) AS id, count(*) AS copies FROM found
+), updated AS (
+    UPDATE products AS p
+    SET name = 'load ' || :k, description = coalesce(NULL, p.description),
+        price = coalesce(9.99, p.price), version = p.version + 1, updated_at = now()
+    FROM oldest WHERE p.id = oldest.id
+    RETURNING p.*
+), inserted AS (
+    INSERT INTO products (brand, serial, manufacturer, name, description, price)
+    SELECT 'pgb' || :run, :k::text, 'M', 'load ' || :k, coalesce(NULL, ''), coalesce(9.99, 0)
+    WHERE NOT EXISTS (SELECT 1 FROM found)
+    RETURNING *
+)
+SELECT updated.*, false AS created, oldest.copies FROM updated, oldest
+UNION ALL
+SELECT inserted.*, true AS created, 0::bigint AS copies FROM inserted;
+\endpipeline
 COMMIT;

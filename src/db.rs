@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt as _;
@@ -71,6 +73,9 @@ pub async fn connect(url: &str) -> Result<AsyncPgConnection, diesel::ConnectionE
 pub fn build_pool(url: &str, config: &Config) -> Result<DbPool, DbSetupError> {
     let mut manager_config = ManagerConfig::default();
     manager_config.custom_setup = Box::new(|url| connect(url).boxed());
+    // Only check for an open transaction on return, not a test query per checkout: callers
+    // discard a connection that failed (see `AppState::with_conn`).
+    manager_config.recycling_method = RecyclingMethod::Fast;
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
     Pool::builder(manager)

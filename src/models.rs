@@ -9,7 +9,7 @@ use crate::domain::{Price, ProductInput, ProductKey, ProductPatch};
 use crate::schema::products;
 
 /// A stored product.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = products, check_for_backend(diesel::pg::Pg))]
 pub struct Product {
     pub id: i64,

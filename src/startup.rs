@@ -58,7 +58,18 @@ impl AppState {
         };
         match tokio::time::timeout(self.db_deadline, work(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e @ StoreError::Database(_))) => Err(self.count_db_error(ApiError::from(e))),
+            Ok(Err(e @ StoreError::Database(_))) => {
+                let error = ApiError::from(e);
+                if matches!(
+                    error,
+                    ApiError::Unavailable(Unavailable::Connection | Unavailable::Transient)
+                ) {
+                    // Recycling does not test connections (it would cost a round trip per
+                    // request), so one that broke must not go back to the pool.
+                    drop(Object::take(conn));
+                }
+                Err(self.count_db_error(error))
+            }
             Ok(Err(e)) => Err(ApiError::from(e)),
             Err(_) => {
                 drop(Object::take(conn));

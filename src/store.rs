@@ -9,7 +9,9 @@
 //!    `SELECT ... FOR UPDATE` the row(s), then UPDATE or INSERT;
 //! 4. `COMMIT`, which releases the lock.
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -18,7 +20,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::domain::{ProductInput, ProductKey, ProductPatch};
 use crate::metrics::Metrics;
-use crate::models::{NewProduct, Product, ProductChanges};
+use crate::models::{Product, ProductChanges};
 use crate::schema::products;
 
 /// How often a key-changing update re-reads a row whose key moved under it before giving up.
@@ -76,16 +78,32 @@ pub struct ListQuery {
     pub limit: i64,
 }
 
-/// Must run inside a transaction: bounds every lock wait and every statement of it.
-async fn bound_waits(conn: &mut AsyncPgConnection, settings: &TxSettings) -> QueryResult<()> {
+/// A raw statement with its bind values.
+type Statement<'a> = BoxedSqlQuery<'a, Pg, SqlQuery>;
+
+/// The statement that bounds every lock wait and every statement of the transaction it runs in.
+fn bound_waits_query(settings: &TxSettings) -> Statement<'static> {
     diesel::sql_query(
         "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
     )
+    .into_boxed()
     .bind::<Text, _>(settings.lock_timeout_ms.to_string())
     .bind::<Text, _>(settings.statement_timeout_ms.to_string())
-    .execute(conn)
-    .await?;
+}
+
+/// Must run inside a transaction: bounds every lock wait and every statement of it.
+async fn bound_waits(conn: &mut AsyncPgConnection, settings: &TxSettings) -> QueryResult<()> {
+    bound_waits_query(settings).execute(conn).await?;
     Ok(())
+}
+
+/// The statement that takes a key's advisory lock until the transaction ends.
+fn lock_key_query(key: &ProductKey) -> Statement<'_> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(product_lock_key($1, $2, $3))")
+        .into_boxed()
+        .bind::<Text, _>(&key.brand)
+        .bind::<Text, _>(&key.serial)
+        .bind::<Text, _>(&key.manufacturer)
 }
 
 /// Must run inside a transaction: takes the key's advisory lock until it ends.
@@ -93,12 +111,7 @@ async fn bound_waits(conn: &mut AsyncPgConnection, settings: &TxSettings) -> Que
 /// This is a statement of its own on purpose: under READ COMMITTED the *next* statement takes a
 /// fresh snapshot, which includes the commit of whoever held the lock before us.
 async fn lock_key(conn: &mut AsyncPgConnection, key: &ProductKey) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(product_lock_key($1, $2, $3))")
-        .bind::<Text, _>(&key.brand)
-        .bind::<Text, _>(&key.serial)
-        .bind::<Text, _>(&key.manufacturer)
-        .execute(conn)
-        .await?;
+    lock_key_query(key).execute(conn).await?;
     Ok(())
 }
 
@@ -157,66 +170,139 @@ async fn rows_with_key_for_update(
         .await
 }
 
-/// Test builds only: widens the window between reading and writing so that a missing lock
-/// shows up as duplicates every time.
-#[cfg(feature = "test-hooks")]
-async fn race_window(conn: &mut AsyncPgConnection, settings: &TxSettings) -> QueryResult<()> {
+/// The write of an upsert, one statement run after the lock statement: finds the key's rows
+/// (locking them), updates the oldest or inserts, and says which it did and how many rows the key
+/// had. `{pause}` is empty except in test builds that widen the race window.
+const UPSERT_SQL: &str = "\
+WITH found AS (
+    SELECT id FROM products
+    WHERE brand = $1 AND serial = $2 AND manufacturer = $3
+    ORDER BY id
+    FOR UPDATE
+), oldest AS (
+    SELECT min(id) AS id, count(*) AS copies FROM found
+){pause}, updated AS (
+    UPDATE products AS p
+    SET name = $4,
+        description = coalesce($5, p.description),
+        price = coalesce($6, p.price),
+        version = p.version + 1,
+        updated_at = now()
+    FROM oldest
+    WHERE p.id = oldest.id
+    RETURNING p.*
+), inserted AS (
+    INSERT INTO products (brand, serial, manufacturer, name, description, price)
+    SELECT $1, $2, $3, $4, coalesce($5, ''), coalesce($6, 0)
+    WHERE NOT EXISTS (SELECT 1 FROM found){pause_guard}
+    RETURNING *
+)
+SELECT updated.*, false AS created, oldest.copies FROM updated, oldest
+UNION ALL
+SELECT inserted.*, true AS created, 0::bigint AS copies FROM inserted";
+
+/// A row written by [`UPSERT_SQL`].
+#[derive(QueryableByName)]
+struct UpsertRow {
+    #[diesel(embed)]
+    product: Product,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    created: bool,
+    /// How many rows the key had (0 when created).
+    #[diesel(sql_type = BigInt)]
+    copies: i64,
+}
+
+/// The upsert statement: production SQL, or in test builds with a race window, the same with a
+/// `pg_sleep` between the read and the write.
+fn upsert_sql(settings: &TxSettings) -> std::borrow::Cow<'static, str> {
+    #[cfg(feature = "test-hooks")]
     if settings.hooks.race_window_ms > 0 {
-        diesel::sql_query("SELECT pg_sleep($1)")
-            .bind::<diesel::sql_types::Double, _>(settings.hooks.race_window_ms as f64 / 1000.0)
-            .execute(conn)
-            .await?;
+        let pause = format!(
+            ", pause AS (SELECT pg_sleep({}) AS slept)",
+            settings.hooks.race_window_ms as f64 / 1000.0
+        );
+        return UPSERT_SQL
+            .replace("{pause}", &pause)
+            .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)")
+            .into();
     }
-    Ok(())
+    let _ = settings;
+    static PRODUCTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        UPSERT_SQL
+            .replace("{pause}", "")
+            .replace("{pause_guard}", "")
+    });
+    PRODUCTION.as_str().into()
 }
 
 /// Creates the product with `input.key`, or updates it if it exists.
 ///
-/// When rows were duplicated before the service existed, the oldest (lowest id) is updated and a
-/// warning names the key and the count.
+/// Three round trips: `BEGIN`; then, pipelined, the bounds, the lock and the write (the server
+/// runs them in order, so the write still starts, and takes its snapshot, after the lock is
+/// granted); then `COMMIT`. When rows were duplicated before the service existed, the oldest
+/// (lowest id) is updated and a warning names the key and the count.
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
     metrics: &Metrics,
     input: &ProductInput,
 ) -> Result<Upserted, StoreError> {
-    conn.build_transaction()
+    #[cfg(feature = "test-hooks")]
+    let take_lock = !settings.hooks.disable_advisory_lock;
+    #[cfg(not(feature = "test-hooks"))]
+    let take_lock = true;
+    let sql = upsert_sql(settings);
+    let row = conn
+        .build_transaction()
         .read_committed()
         .run(async |conn: &mut AsyncPgConnection| {
-            bound_waits(conn, settings).await?;
-            #[cfg(feature = "test-hooks")]
-            let take_lock = !settings.hooks.disable_advisory_lock;
-            #[cfg(not(feature = "test-hooks"))]
-            let take_lock = true;
-            if take_lock {
+            let mut pipeline: &AsyncPgConnection = conn;
+            let bounds = bound_waits_query(settings).execute(&mut pipeline);
+            let lock = take_lock.then(|| {
                 let asked = Instant::now();
-                lock_key(conn, &input.key).await?;
-                metrics.observe_lock_wait(asked.elapsed());
-            }
-            let rows = rows_with_key_for_update(conn, &input.key).await?;
-            #[cfg(feature = "test-hooks")]
-            race_window(conn, settings).await?;
-            let Some(oldest) = <[Product]>::first(&rows) else {
-                let created = diesel::insert_into(products::table)
-                    .values(NewProduct::from(input))
-                    .returning(Product::as_returning())
-                    .get_result(conn)
-                    .await?;
-                return Ok(Upserted::Created(created));
+                let granted = lock_key_query(&input.key).execute(&mut pipeline);
+                async move { granted.await.map(|_| asked.elapsed()) }
+            });
+            let write = diesel::sql_query(sql.as_ref())
+                .bind::<Text, _>(&input.key.brand)
+                .bind::<Text, _>(&input.key.serial)
+                .bind::<Text, _>(&input.key.manufacturer)
+                .bind::<Text, _>(&input.name)
+                .bind::<diesel::sql_types::Nullable<Text>, _>(input.description.as_deref())
+                .bind::<diesel::sql_types::Nullable<diesel::sql_types::Numeric>, _>(
+                    input.price.as_ref().map(crate::domain::Price::as_decimal),
+                )
+                .get_result::<UpsertRow>(&mut pipeline);
+            let lock = async move {
+                match lock {
+                    Some(lock) => lock.await.map(Some),
+                    None => Ok(None),
+                }
             };
-            if rows.len() > 1 {
-                log::warn!(
-                    "key {:?} has {} rows (duplicated outside this service); updating the oldest, \
-                     id {}; run `product-service dedupe` to merge them",
-                    input.key,
-                    rows.len(),
-                    oldest.id
-                );
+            let (bounds, lock, write) = futures_util::future::join3(bounds, lock, write).await;
+            // The first statement to fail says why; the later ones only see an aborted transaction.
+            bounds?;
+            if let Some(waited) = lock? {
+                metrics.observe_lock_wait(waited);
             }
-            let updated = update_row(conn, oldest.id, ProductChanges::from(input)).await?;
-            Ok(Upserted::Updated(updated))
+            Ok::<_, StoreError>(write?)
         })
-        .await
+        .await?;
+    if row.copies > 1 {
+        log::warn!(
+            "key {:?} has {} rows (duplicated outside this service); updated the oldest, id {}; \
+             run `product-service dedupe` to merge them",
+            input.key,
+            row.copies,
+            row.product.id
+        );
+    }
+    Ok(if row.created {
+        Upserted::Created(row.product)
+    } else {
+        Upserted::Updated(row.product)
+    })
 }
 
 /// Must run inside a transaction that holds the row's key lock: writes `changes`, bumps the

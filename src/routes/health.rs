@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use deadpool::managed::Timeouts;
+use deadpool::managed::{Object, Timeouts};
 use serde::Serialize;
 
 use crate::db;
@@ -48,10 +48,18 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .await
         .map_err(|e| ApiError::NotReady(format!("no database connection: {e}")))?;
     let latest = db::latest_migration_version();
-    let applied = tokio::time::timeout(READY_TIMEOUT, store::migration_applied(&mut conn, &latest))
+    let answer = tokio::time::timeout(READY_TIMEOUT, store::migration_applied(&mut conn, &latest))
         .await
-        .map_err(|_| ApiError::NotReady("the database did not answer in time".to_owned()))?
-        .map_err(|e| ApiError::NotReady(format!("the database failed a query: {e}")))?;
+        .map_err(|_| "the database did not answer in time".to_owned())
+        .and_then(|r| r.map_err(|e| format!("the database failed a query: {e}")));
+    let applied = match answer {
+        Ok(applied) => applied,
+        Err(reason) => {
+            // The connection may be broken: never hand it out again.
+            drop(Object::take(conn));
+            return Err(ApiError::NotReady(reason));
+        }
+    };
     if applied {
         Ok(HttpResponse::Ok().json(Status { status: "ready" }))
     } else {

@@ -16,7 +16,14 @@ const RACE_WINDOW_MS: u64 = 150;
 const WARM_CONNECTIONS: usize = 64;
 
 async fn racing_app(lock: bool) -> TestApp {
-    let app = spawn_app_with(|c| {
+    let app = cold_racing_app(lock).await;
+    warm_up(&app).await;
+    app
+}
+
+/// A racing app whose pool has no connection yet.
+async fn cold_racing_app(lock: bool) -> TestApp {
+    spawn_app_with(|c| {
         // Generous bounds: these tests are about duplicates, not about waits (see unavailable.rs).
         c.db_pool_size = 80;
         c.db_pool_timeout_ms = 60_000;
@@ -24,13 +31,16 @@ async fn racing_app(lock: bool) -> TestApp {
         c.test_hooks.race_window_ms = RACE_WINDOW_MS;
         c.test_hooks.disable_advisory_lock = !lock;
     })
-    .await;
-    let warm_up =
+    .await
+}
+
+/// Opens the pool's connections, so that opening them does not spread a race out.
+async fn warm_up(app: &TestApp) {
+    let requests =
         (0..WARM_CONNECTIONS).map(|_| app.client.get(app.url("/products?limit=1")).send());
-    for response in join_all(warm_up).await {
+    for response in join_all(requests).await {
         assert_eq!(response.expect("warm-up request").status(), 200);
     }
-    app
 }
 
 /// Sends `n` identical POSTs at once; returns their statuses.
@@ -186,14 +196,16 @@ async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stricter() {
-    let app = racing_app(true).await;
+    let app = cold_racing_app(true).await;
     // Under REPEATABLE READ the read after the lock would use a snapshot taken before the
-    // previous holder committed, and insert a duplicate (or fail to serialize).
+    // previous holder committed, and insert a duplicate (or fail to serialize). The setting
+    // applies to sessions opened after it: the pool is warmed only now.
     app.admin_sql(&format!(
         "ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'",
         app.db_name()
     ))
     .await;
+    warm_up(&app).await;
 
     let statuses = identical_posts(&app, 16).await;
 
