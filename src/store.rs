@@ -11,7 +11,6 @@
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -78,17 +77,85 @@ pub struct ListQuery {
     pub limit: i64,
 }
 
-/// A raw statement with its bind values.
-type Statement<'a> = BoxedSqlQuery<'a, Pg, SqlQuery>;
+/// A statement of fixed SQL text whose parameters are all nullable text (cast in the SQL where
+/// another type is meant), prepared once per connection and reused.
+///
+/// diesel never caches `sql_query` statements, so each would be parsed, planned and described
+/// anew, costing the server work and a round trip per statement; this type names the statement
+/// (`Id`) so that diesel's statement cache keeps it.
+struct Prepared<'a, Id> {
+    /// SQL with `$1`..`$n` placeholders, each standing for `params[n - 1]`.
+    sql: std::borrow::Cow<'static, str>,
+    params: Vec<Option<std::borrow::Cow<'a, str>>>,
+    /// `false` for SQL that varies between calls of one `Id` (test builds' race window).
+    cacheable: bool,
+    id: std::marker::PhantomData<Id>,
+}
+
+impl<'a, Id> Prepared<'a, Id> {
+    fn new(sql: &'static str, params: Vec<Option<std::borrow::Cow<'a, str>>>) -> Self {
+        Self {
+            sql: sql.into(),
+            params,
+            cacheable: true,
+            id: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Id: 'static> diesel::query_builder::QueryId for Prepared<'_, Id> {
+    type QueryId = Id;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Id> diesel::query_builder::Query for Prepared<'_, Id> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Id> diesel::query_builder::QueryFragment<Pg> for Prepared<'_, Id> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        if !self.cacheable {
+            out.unsafe_to_cache_prepared();
+        }
+        // Copy the SQL, turning each `$n` into the n-th parameter (diesel numbers them itself).
+        let mut rest: &str = &self.sql;
+        while let Some(dollar) = rest.find('$') {
+            out.push_sql(&rest[..dollar]);
+            let digits = rest[dollar + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let index: usize = rest[dollar + 1..dollar + 1 + digits].parse().map_err(|_| {
+                diesel::result::Error::QueryBuilderError("`$` without a parameter number".into())
+            })?;
+            let param = self.params.get(index.wrapping_sub(1)).ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(format!("no parameter ${index}").into())
+            })?;
+            out.push_bind_param::<diesel::sql_types::Nullable<Text>, _>(param)?;
+            rest = &rest[dollar + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+/// Statement names for diesel's statement cache.
+struct BoundWaitsStatement;
+struct LockKeyStatement;
+struct UpsertStatement;
 
 /// The statement that bounds every lock wait and every statement of the transaction it runs in.
-fn bound_waits_query(settings: &TxSettings) -> Statement<'static> {
-    diesel::sql_query(
+fn bound_waits_query(settings: &TxSettings) -> Prepared<'static, BoundWaitsStatement> {
+    Prepared::new(
         "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+        vec![
+            Some(settings.lock_timeout_ms.to_string().into()),
+            Some(settings.statement_timeout_ms.to_string().into()),
+        ],
     )
-    .into_boxed()
-    .bind::<Text, _>(settings.lock_timeout_ms.to_string())
-    .bind::<Text, _>(settings.statement_timeout_ms.to_string())
 }
 
 /// Must run inside a transaction: bounds every lock wait and every statement of it.
@@ -98,12 +165,15 @@ async fn bound_waits(conn: &mut AsyncPgConnection, settings: &TxSettings) -> Que
 }
 
 /// The statement that takes a key's advisory lock until the transaction ends.
-fn lock_key_query(key: &ProductKey) -> Statement<'_> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(product_lock_key($1, $2, $3))")
-        .into_boxed()
-        .bind::<Text, _>(&key.brand)
-        .bind::<Text, _>(&key.serial)
-        .bind::<Text, _>(&key.manufacturer)
+fn lock_key_query(key: &ProductKey) -> Prepared<'_, LockKeyStatement> {
+    Prepared::new(
+        "SELECT pg_advisory_xact_lock(product_lock_key($1, $2, $3))",
+        vec![
+            Some(key.brand.as_str().into()),
+            Some(key.serial.as_str().into()),
+            Some(key.manufacturer.as_str().into()),
+        ],
+    )
 }
 
 /// Must run inside a transaction: takes the key's advisory lock until it ends.
@@ -185,7 +255,7 @@ WITH found AS (
     UPDATE products AS p
     SET name = $4,
         description = coalesce($5, p.description),
-        price = coalesce($6, p.price),
+        price = coalesce($6::numeric, p.price),
         version = p.version + 1,
         updated_at = now()
     FROM oldest
@@ -193,7 +263,7 @@ WITH found AS (
     RETURNING p.*
 ), inserted AS (
     INSERT INTO products (brand, serial, manufacturer, name, description, price)
-    SELECT $1, $2, $3, $4, coalesce($5, ''), coalesce($6, 0)
+    SELECT $1, $2, $3, $4, coalesce($5, ''), coalesce($6::numeric, 0)
     WHERE NOT EXISTS (SELECT 1 FROM found){pause_guard}
     RETURNING *
 )
@@ -213,27 +283,43 @@ struct UpsertRow {
     copies: i64,
 }
 
-/// The upsert statement: production SQL, or in test builds with a race window, the same with a
-/// `pg_sleep` between the read and the write.
-fn upsert_sql(settings: &TxSettings) -> std::borrow::Cow<'static, str> {
+/// The upsert statement for `input`: production SQL, or in test builds with a race window, the
+/// same with a `pg_sleep` between the read and the write.
+fn upsert_query<'a>(
+    settings: &TxSettings,
+    input: &'a ProductInput,
+) -> Prepared<'a, UpsertStatement> {
+    static PRODUCTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        UPSERT_SQL
+            .replace("{pause}", "")
+            .replace("{pause_guard}", "")
+    });
+    let mut query = Prepared::new(
+        "",
+        vec![
+            Some(input.key.brand.as_str().into()),
+            Some(input.key.serial.as_str().into()),
+            Some(input.key.manufacturer.as_str().into()),
+            Some(input.name.as_str().into()),
+            input.description.as_deref().map(Into::into),
+            input.price.as_ref().map(|p| p.to_string().into()),
+        ],
+    );
+    query.sql = PRODUCTION.as_str().into();
     #[cfg(feature = "test-hooks")]
     if settings.hooks.race_window_ms > 0 {
         let pause = format!(
             ", pause AS (SELECT pg_sleep({}) AS slept)",
             settings.hooks.race_window_ms as f64 / 1000.0
         );
-        return UPSERT_SQL
+        query.sql = UPSERT_SQL
             .replace("{pause}", &pause)
             .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)")
             .into();
+        query.cacheable = false;
     }
     let _ = settings;
-    static PRODUCTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        UPSERT_SQL
-            .replace("{pause}", "")
-            .replace("{pause_guard}", "")
-    });
-    PRODUCTION.as_str().into()
+    query
 }
 
 /// Creates the product with `input.key`, or updates it if it exists.
@@ -252,7 +338,6 @@ pub async fn upsert(
     let take_lock = !settings.hooks.disable_advisory_lock;
     #[cfg(not(feature = "test-hooks"))]
     let take_lock = true;
-    let sql = upsert_sql(settings);
     let row = conn
         .build_transaction()
         .read_committed()
@@ -264,16 +349,7 @@ pub async fn upsert(
                 let granted = lock_key_query(&input.key).execute(&mut pipeline);
                 async move { granted.await.map(|_| asked.elapsed()) }
             });
-            let write = diesel::sql_query(sql.as_ref())
-                .bind::<Text, _>(&input.key.brand)
-                .bind::<Text, _>(&input.key.serial)
-                .bind::<Text, _>(&input.key.manufacturer)
-                .bind::<Text, _>(&input.name)
-                .bind::<diesel::sql_types::Nullable<Text>, _>(input.description.as_deref())
-                .bind::<diesel::sql_types::Nullable<diesel::sql_types::Numeric>, _>(
-                    input.price.as_ref().map(crate::domain::Price::as_decimal),
-                )
-                .get_result::<UpsertRow>(&mut pipeline);
+            let write = upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline);
             let lock = async move {
                 match lock {
                     Some(lock) => lock.await.map(Some),
