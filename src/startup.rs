@@ -1,6 +1,7 @@
 //! Building and running the application: the one way both the binary and the tests do it.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::db::{self, DbPool, DbSetupError};
 use crate::embedded_pg::{self, Durability, EmbeddedPgError, EmbeddedPostgres};
 use crate::error::{ApiError, Unavailable, classify_database_error};
+use crate::key_gate::KeyGate;
 use crate::metrics::{DbErrorKind, Metrics};
 use crate::routes;
 use crate::store::{self, StoreError, TxSettings};
@@ -38,6 +40,7 @@ pub struct AppState {
     pub pool: DbPool,
     pub settings: TxSettings,
     pub metrics: Metrics,
+    pub key_gate: Arc<KeyGate>,
     pub max_body_bytes: u64,
     db_deadline: Duration,
 }
@@ -83,7 +86,7 @@ impl AppState {
     }
 
     /// Counts a database fault in the metrics and hands it back.
-    fn count_db_error(&self, error: ApiError) -> ApiError {
+    pub fn count_db_error(&self, error: ApiError) -> ApiError {
         match &error {
             ApiError::Unavailable(Unavailable::PoolTimeout) => self.metrics.count_pool_timeout(),
             ApiError::Unavailable(why) => self.metrics.count_db_error(DbErrorKind::from(*why)),
@@ -141,6 +144,7 @@ impl Application {
             pool: pool.clone(),
             settings: TxSettings::from(&config),
             metrics: metrics.clone(),
+            key_gate: Arc::default(),
             max_body_bytes: config.max_body_bytes,
             db_deadline: config.db_deadline(),
         };

@@ -14,11 +14,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::domain::{ProductInput, ProductKey, ProductPatch};
-use crate::metrics::Metrics;
 use crate::models::{Product, ProductChanges};
 use crate::schema::products;
 
@@ -328,12 +327,12 @@ fn upsert_query<'a>(
 /// runs them in order, so the write still starts, and takes its snapshot, after the lock is
 /// granted); then `COMMIT`. When rows were duplicated before the service existed, the oldest
 /// (lowest id) is updated and a warning names the key and the count.
+/// Returns what it did and how long the advisory lock took (`None` in test builds without it).
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
-    metrics: &Metrics,
     input: &ProductInput,
-) -> Result<Upserted, StoreError> {
+) -> Result<(Upserted, Option<Duration>), StoreError> {
     #[cfg(feature = "test-hooks")]
     let take_lock = !settings.hooks.disable_advisory_lock;
     #[cfg(not(feature = "test-hooks"))]
@@ -359,12 +358,11 @@ pub async fn upsert(
             let (bounds, lock, write) = futures_util::future::join3(bounds, lock, write).await;
             // The first statement to fail says why; the later ones only see an aborted transaction.
             bounds?;
-            if let Some(waited) = lock? {
-                metrics.observe_lock_wait(waited);
-            }
-            Ok::<_, StoreError>(write?)
+            let waited = lock?;
+            Ok::<_, StoreError>((write?, waited))
         })
         .await?;
+    let (row, lock_wait) = row;
     if row.copies > 1 {
         log::warn!(
             "key {:?} has {} rows (duplicated outside this service); updated the oldest, id {}; \
@@ -374,11 +372,12 @@ pub async fn upsert(
             row.product.id
         );
     }
-    Ok(if row.created {
+    let outcome = if row.created {
         Upserted::Created(row.product)
     } else {
         Upserted::Updated(row.product)
-    })
+    };
+    Ok((outcome, lock_wait))
 }
 
 /// Must run inside a transaction that holds the row's key lock: writes `changes`, bumps the

@@ -1,7 +1,7 @@
 //! Handlers of `/products`. They parse and validate the request completely before taking a
 //! database connection, then make one store call.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ProductInput, ProductPatch};
 use crate::domain::{ProductPatchRequest, ProductRequest};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, Unavailable};
 use crate::metrics::UpsertOutcome;
 use crate::models::ProductBody;
 use crate::startup::AppState;
@@ -74,19 +74,30 @@ pub async fn upsert(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_body(&req, payload, state.max_body_bytes).await?;
     let input = ProductInput::from_json(&body)?;
-    let outcome = state
+    // Queue behind this instance's request for the same key without holding a connection; the
+    // wait counts as lock wait and is bounded by the same LOCK_TIMEOUT_MS.
+    let asked = Instant::now();
+    let lock_timeout = Duration::from_millis(state.settings.lock_timeout_ms);
+    let _pass = tokio::time::timeout(lock_timeout, state.key_gate.enter(&input.key))
+        .await
+        .map_err(|_| state.count_db_error(ApiError::Unavailable(Unavailable::LockTimeout)))?;
+    let queued = asked.elapsed();
+    let (outcome, lock_wait) = state
         .with_conn(async |conn| {
             let started = Instant::now();
-            let result = store::upsert(conn, &state.settings, &state.metrics, &input).await;
+            let result = store::upsert(conn, &state.settings, &input).await;
             let outcome = match &result {
-                Ok(Upserted::Created(_)) => UpsertOutcome::Created,
-                Ok(Upserted::Updated(_)) => UpsertOutcome::Updated,
+                Ok((Upserted::Created(_), _)) => UpsertOutcome::Created,
+                Ok((Upserted::Updated(_), _)) => UpsertOutcome::Updated,
                 Err(_) => UpsertOutcome::Failed,
             };
             state.metrics.observe_upsert(outcome, started.elapsed());
             result
         })
         .await?;
+    if let Some(lock_wait) = lock_wait {
+        state.metrics.observe_lock_wait(queued + lock_wait);
+    }
     Ok(match outcome {
         Upserted::Created(product) => HttpResponse::Created()
             .insert_header((header::LOCATION, format!("/products/{}", product.id)))

@@ -1,52 +1,95 @@
 //! The race this service exists to win: concurrent upserts and key changes never duplicate.
 //!
-//! Every race test widens the window between reading and writing (`race_window_ms`, a
-//! `test-hooks` switch) so that a missing lock shows up every time, and one test switches the
-//! advisory lock off to prove that these tests catch the bug.
+//! The requests of a race are spread over several instances of the service sharing one
+//! database, as a deployment of several processes would be: within one instance requests for a
+//! key also queue in the instance (`key_gate`), so only across instances is the advisory lock
+//! the sole guard. Every race test widens the window between reading and writing
+//! (`race_window_ms`, a `test-hooks` switch) so that a missing lock shows up every time, and one
+//! test switches the advisory lock off to prove that these tests catch the bug.
 
 use futures::future::join_all;
-use serde_json::json;
+use product_service::config::Config;
+use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, product, spawn_app_with};
+use crate::helpers::{Instance, TestApp, json, product, spawn_app_with};
 
 /// The window between `SELECT ... FOR UPDATE` and the write, in the race tests.
 /// Wide enough that requests released together all fall into it even on a loaded machine.
 const RACE_WINDOW_MS: u64 = 150;
-/// Connections opened before a race, so that opening them does not spread the requests out.
-const WARM_CONNECTIONS: usize = 64;
+/// Instances of the service in a race.
+const INSTANCES: usize = 4;
 
-async fn racing_app(lock: bool) -> TestApp {
-    let app = cold_racing_app(lock).await;
-    warm_up(&app).await;
-    app
+/// Several instances of the service on one database.
+struct Race {
+    app: TestApp,
+    others: Vec<Instance>,
 }
 
-/// A racing app whose pool has no connection yet.
-async fn cold_racing_app(lock: bool) -> TestApp {
-    spawn_app_with(|c| {
+impl Race {
+    /// The instance that serves request `i` (round robin).
+    fn address(&self, i: usize) -> &str {
+        match i % INSTANCES {
+            0 => &self.app.address,
+            n => &self.others[n - 1].address,
+        }
+    }
+
+    /// Sends request `i` of a race to its instance.
+    async fn post(&self, i: usize, body: &Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(format!("{}/products", self.address(i)))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /products failed to send")
+    }
+}
+
+fn racing_config(lock: bool) -> impl Fn(&mut Config) + Copy {
+    move |c: &mut Config| {
         // Generous bounds: these tests are about duplicates, not about waits (see unavailable.rs).
-        c.db_pool_size = 80;
+        c.db_pool_size = 24;
         c.db_pool_timeout_ms = 60_000;
         c.lock_timeout_ms = 60_000;
         c.test_hooks.race_window_ms = RACE_WINDOW_MS;
         c.test_hooks.disable_advisory_lock = !lock;
-    })
-    .await
+    }
 }
 
-/// Opens the pool's connections, so that opening them does not spread a race out.
-async fn warm_up(app: &TestApp) {
-    let requests =
-        (0..WARM_CONNECTIONS).map(|_| app.client.get(app.url("/products?limit=1")).send());
+async fn race(lock: bool) -> Race {
+    let race = cold_race(lock).await;
+    warm_up(&race).await;
+    race
+}
+
+/// Instances whose pools have no connection yet.
+async fn cold_race(lock: bool) -> Race {
+    let app = spawn_app_with(racing_config(lock)).await;
+    let mut others = Vec::new();
+    for _ in 1..INSTANCES {
+        others.push(app.another_instance(racing_config(lock)).await);
+    }
+    Race { app, others }
+}
+
+/// Opens connections in every instance's pool, so that opening them does not spread a race out.
+async fn warm_up(race: &Race) {
+    let requests = (0..INSTANCES * 8).map(|i| {
+        race.app
+            .client
+            .get(format!("{}/products?limit=1", race.address(i)))
+            .send()
+    });
     for response in join_all(requests).await {
         assert_eq!(response.expect("warm-up request").status(), 200);
     }
 }
 
-/// Sends `n` identical POSTs at once; returns their statuses.
-async fn identical_posts(app: &TestApp, n: usize) -> Vec<u16> {
+/// Sends `n` identical POSTs at once, spread over the instances; returns their statuses.
+async fn identical_posts(race: &Race, n: usize) -> Vec<u16> {
     let body = product("Race", "R-1", "M");
-    let requests = (0..n).map(|_| app.post_product(&body));
+    let requests = (0..n).map(|i| race.post(i, &body));
     join_all(requests)
         .await
         .iter()
@@ -60,9 +103,10 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_identical_posts_leave_one_row_and_exactly_one_201() {
-    let app = racing_app(true).await;
+    let race = race(true).await;
+    let app = &race.app;
 
-    let statuses = identical_posts(&app, 64).await;
+    let statuses = identical_posts(&race, 64).await;
 
     let rows = app.count_products("true").await;
     eprintln!(
@@ -89,9 +133,10 @@ async fn sixty_four_concurrent_identical_posts_leave_one_row_and_exactly_one_201
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_advisory_lock_the_same_race_writes_duplicates() {
-    let app = racing_app(false).await;
+    let race = race(false).await;
+    let app = &race.app;
 
-    let statuses = identical_posts(&app, 64).await;
+    let statuses = identical_posts(&race, 64).await;
 
     let rows = app.count_products("true").await;
     eprintln!(
@@ -108,12 +153,13 @@ async fn without_the_advisory_lock_the_same_race_writes_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_keys_with_sixteen_concurrent_posts_each_leave_fifty_rows() {
-    let app = racing_app(true).await;
+    let race = race(true).await;
+    let app = &race.app;
     let bodies: Vec<_> = (0..16)
         .flat_map(|_| (0..50).map(|k| product("Many", &format!("K-{k}"), "M")))
         .collect();
 
-    let responses = join_all(bodies.iter().map(|b| app.post_product(b))).await;
+    let responses = join_all(bodies.iter().enumerate().map(|(i, b)| race.post(i, b))).await;
 
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(count(&statuses, 201), 50, "one creation per key");
@@ -124,7 +170,8 @@ async fn fifty_keys_with_sixteen_concurrent_posts_each_leave_fifty_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it() {
-    let app = racing_app(true).await;
+    let race = race(true).await;
+    let app = &race.app;
     for round in 0..10 {
         let first = json(
             app.post_product(&product("Move", &format!("{round}-a"), "M"))
@@ -138,9 +185,10 @@ async fn concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it()
         .await;
         let target = json!({"serial": format!("{round}-target")});
 
-        let responses = join_all([&first, &second].map(|row| {
+        // Each PATCH through another instance.
+        let responses = join_all([&first, &second].iter().enumerate().map(|(i, row)| {
             app.client
-                .patch(app.url(&format!("/products/{}", row["id"])))
+                .patch(format!("{}/products/{}", race.address(i), row["id"]))
                 .json(&target)
                 .send()
         }))
@@ -164,7 +212,8 @@ async fn concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it() {
-    let app = racing_app(true).await;
+    let race = race(true).await;
+    let app = &race.app;
     for round in 0..10 {
         let row = json(
             app.post_product(&product("Mix", &format!("{round}-old"), "M"))
@@ -177,7 +226,7 @@ async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it() {
             .patch(app.url(&format!("/products/{}", row["id"])))
             .json(&json!({"serial": format!("{round}-new")}))
             .send();
-        let (patched, posted) = tokio::join!(patch, app.post_product(&new_key));
+        let (patched, posted) = tokio::join!(patch, race.post(1, &new_key));
         let statuses = [
             patched.expect("send").status().as_u16(),
             posted.status().as_u16(),
@@ -196,7 +245,8 @@ async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stricter() {
-    let app = cold_racing_app(true).await;
+    let race = cold_race(true).await;
+    let app = &race.app;
     // Under REPEATABLE READ the read after the lock would use a snapshot taken before the
     // previous holder committed, and insert a duplicate (or fail to serialize). The setting
     // applies to sessions opened after it: the pool is warmed only now.
@@ -205,9 +255,9 @@ async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stric
         app.db_name()
     ))
     .await;
-    warm_up(&app).await;
+    warm_up(&race).await;
 
-    let statuses = identical_posts(&app, 16).await;
+    let statuses = identical_posts(&race, 16).await;
 
     assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
     assert_eq!(count(&statuses, 200), 15, "{statuses:?}");

@@ -121,6 +121,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// Another instance of the service on a test's database, as a second process would be.
+pub struct Instance {
+    pub address: String,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
+    }
+}
+
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -157,6 +169,24 @@ impl TestApp {
             .send()
             .await
             .expect("request failed to send")
+    }
+
+    /// Starts another instance of the service on this test's database.
+    pub async fn another_instance(&self, configure: impl FnOnce(&mut Config)) -> Instance {
+        let mut config = Config {
+            database_url: Some(self.db_url.clone()),
+            bind_addr: "127.0.0.1:0".parse().expect("valid address"),
+            http_workers: Some(2),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("the instance failed to start");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let server = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Instance { address, server }
     }
 
     /// This test's database name.
