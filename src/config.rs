@@ -16,6 +16,9 @@
 //! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
 //! | `METRICS_ADDR` | unset | serve `/metrics` only on this separate address, off the public port |
 //! | `DUPLICATE_SCAN_INTERVAL_SECS` | `60` | how often to count keys with several rows (0: never) |
+//! | `GROUP_COMMIT` | `true` | apply upserts that queue up together, one commit per batch |
+//! | `GROUP_COMMIT_WORKERS` | `4` | batches in flight at once |
+//! | `GROUP_COMMIT_MAX_BATCH` | `128` | most upserts in one batch |
 //! | `RUST_LOG` | `info` | log filter (env_logger syntax) |
 
 use std::net::SocketAddr;
@@ -85,6 +88,22 @@ pub struct Config {
     )]
     pub duplicate_scan_interval_secs: u64,
 
+    /// Group commit: upserts that queue up while a transaction is in flight are applied together,
+    /// with one commit; `false` runs every upsert in a transaction of its own.
+    #[arg(long, env = "GROUP_COMMIT", default_value_t = true, global = true,
+          action = clap::ArgAction::Set)]
+    pub group_commit: bool,
+
+    /// Group-commit transactions in flight at once.
+    #[arg(long, env = "GROUP_COMMIT_WORKERS", default_value_t = 4, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub group_commit_workers: u32,
+
+    /// Most upserts applied in one group-commit transaction.
+    #[arg(long, env = "GROUP_COMMIT_MAX_BATCH", default_value_t = 128, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub group_commit_max_batch: u32,
+
     /// Log filter, in env_logger syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub rust_log: String,
@@ -119,6 +138,9 @@ impl Default for Config {
             http_workers: None,
             metrics_addr: None,
             duplicate_scan_interval_secs: 60,
+            group_commit: true,
+            group_commit_workers: 4,
+            group_commit_max_batch: 128,
             rust_log: "info".to_owned(),
             #[cfg(feature = "test-hooks")]
             test_hooks: TestHooks::default(),

@@ -10,6 +10,7 @@ pub mod dedupe;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;
+pub mod group_commit;
 pub mod key_gate;
 pub mod metrics;
 pub mod middleware;

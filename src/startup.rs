@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::db::{self, DbPool, DbSetupError};
 use crate::embedded_pg::{self, Durability, EmbeddedPgError, EmbeddedPostgres};
 use crate::error::{ApiError, Unavailable, classify_database_error};
+use crate::group_commit::GroupCommit;
 use crate::key_gate::KeyGate;
 use crate::metrics::{DbErrorKind, Metrics};
 use crate::routes;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub settings: TxSettings,
     pub metrics: Metrics,
     pub key_gate: Arc<KeyGate>,
+    /// The group-commit queue, when `GROUP_COMMIT` is on.
+    pub group_commit: Option<GroupCommit>,
     pub max_body_bytes: u64,
     db_deadline: Duration,
 }
@@ -145,9 +148,18 @@ impl Application {
             settings: TxSettings::from(&config),
             metrics: metrics.clone(),
             key_gate: Arc::default(),
+            group_commit: None,
             max_body_bytes: config.max_body_bytes,
             db_deadline: config.db_deadline(),
         };
+        let mut state = state;
+        if config.group_commit {
+            state.group_commit = Some(GroupCommit::start(
+                state.clone(),
+                config.group_commit_workers as usize,
+                config.group_commit_max_batch as usize,
+            ));
+        }
         let data = web::Data::new(state);
 
         let (listener, port) = bind(config.bind_addr)?;

@@ -629,3 +629,96 @@ pub async fn merge_duplicates(
         })
         .await
 }
+
+/// Struct name for diesel's statement cache.
+struct LockKeysStatement;
+
+/// The statement that takes the advisory locks of several keys, in ascending lock-key order (as
+/// every multi-key writer here does, so two of them cannot deadlock), each once.
+fn lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, LockKeysStatement> {
+    let rows: Vec<[&str; 3]> = keys
+        .iter()
+        .map(|k| [k.brand.as_str(), k.serial.as_str(), k.manufacturer.as_str()])
+        .collect();
+    // The keys travel as one JSON parameter, which serde escapes; `OFFSET 0` keeps the sorted
+    // subquery from being merged into the outer one, so the locks are taken in its order.
+    Prepared::new(
+        "SELECT pg_advisory_xact_lock(k) FROM (\
+             SELECT DISTINCT product_lock_key(t->>0, t->>1, t->>2) AS k \
+             FROM jsonb_array_elements($1::jsonb) AS t ORDER BY k OFFSET 0) AS keys",
+        vec![Some(
+            serde_json::to_string(&rows).unwrap_or_default().into(),
+        )],
+    )
+}
+
+/// Upserts several products in one transaction with one commit (group commit).
+///
+/// Takes every key's advisory lock first, in ascending lock-key order, then applies the upserts
+/// in the order given, each as its own statement (pipelined), so that requests for one key apply
+/// one after the other and each gets its own version. Either all commit or none does.
+pub async fn upsert_batch(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    inputs: &[&ProductInput],
+) -> Result<(Vec<Upserted>, Option<Duration>), StoreError> {
+    #[cfg(feature = "test-hooks")]
+    let take_locks = !settings.hooks.disable_advisory_lock;
+    #[cfg(not(feature = "test-hooks"))]
+    let take_locks = true;
+    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
+    let (rows, lock_wait) = conn
+        .build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            let mut pipeline: &AsyncPgConnection = conn;
+            let bounds = bound_waits_query(settings).execute(&mut pipeline);
+            let lock = take_locks.then(|| {
+                let asked = Instant::now();
+                let granted = lock_keys_query(&keys).execute(&mut pipeline);
+                async move { granted.await.map(|_| asked.elapsed()) }
+            });
+            let writes: Vec<_> = inputs
+                .iter()
+                .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
+                .collect();
+            let lock = async move {
+                match lock {
+                    Some(lock) => lock.await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (bounds, lock, writes) =
+                futures_util::future::join3(bounds, lock, futures_util::future::join_all(writes))
+                    .await;
+            // The first statement to fail says why; the later ones only see an aborted transaction.
+            bounds?;
+            let waited = lock?;
+            let rows = writes
+                .into_iter()
+                .collect::<QueryResult<Vec<UpsertRow>>>()?;
+            Ok::<_, StoreError>((rows, waited))
+        })
+        .await?;
+    let outcomes = rows
+        .into_iter()
+        .zip(inputs)
+        .map(|(row, input)| {
+            if row.copies > 1 {
+                log::warn!(
+                    "key {:?} has {} rows (duplicated outside this service); updated the oldest, \
+                     id {}; run `product-service dedupe` to merge them",
+                    input.key,
+                    row.copies,
+                    row.product.id
+                );
+            }
+            if row.created {
+                Upserted::Created(row.product)
+            } else {
+                Upserted::Updated(row.product)
+            }
+        })
+        .collect();
+    Ok((outcomes, lock_wait))
+}

@@ -74,6 +74,29 @@ pub async fn upsert(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_body(&req, payload, state.max_body_bytes).await?;
     let input = ProductInput::from_json(&body)?;
+    let (outcome, lock_wait) = match &state.group_commit {
+        Some(group) => {
+            let committed = group.submit(input).await?;
+            (committed.upserted, committed.lock_wait)
+        }
+        None => upsert_alone(&state, &input).await?,
+    };
+    if let Some(lock_wait) = lock_wait {
+        state.metrics.observe_lock_wait(lock_wait);
+    }
+    Ok(match outcome {
+        Upserted::Created(product) => HttpResponse::Created()
+            .insert_header((header::LOCATION, format!("/products/{}", product.id)))
+            .json(ProductBody::from(product)),
+        Upserted::Updated(product) => HttpResponse::Ok().json(ProductBody::from(product)),
+    })
+}
+
+/// The single-request path (`GROUP_COMMIT=false`): one transaction per upsert.
+async fn upsert_alone(
+    state: &AppState,
+    input: &ProductInput,
+) -> Result<(Upserted, Option<Duration>), ApiError> {
     // Queue behind this instance's request for the same key without holding a connection; the
     // wait counts as lock wait and is bounded by the same LOCK_TIMEOUT_MS.
     let asked = Instant::now();
@@ -85,7 +108,7 @@ pub async fn upsert(
     let (outcome, lock_wait) = state
         .with_conn(async |conn| {
             let started = Instant::now();
-            let result = store::upsert(conn, &state.settings, &input).await;
+            let result = store::upsert(conn, &state.settings, input).await;
             let outcome = match &result {
                 Ok((Upserted::Created(_), _)) => UpsertOutcome::Created,
                 Ok((Upserted::Updated(_), _)) => UpsertOutcome::Updated,
@@ -95,15 +118,7 @@ pub async fn upsert(
             result
         })
         .await?;
-    if let Some(lock_wait) = lock_wait {
-        state.metrics.observe_lock_wait(queued + lock_wait);
-    }
-    Ok(match outcome {
-        Upserted::Created(product) => HttpResponse::Created()
-            .insert_header((header::LOCATION, format!("/products/{}", product.id)))
-            .json(ProductBody::from(product)),
-        Upserted::Updated(product) => HttpResponse::Ok().json(ProductBody::from(product)),
-    })
+    Ok((outcome, lock_wait.map(|held| queued + held)))
 }
 
 /// `GET /products/{id}`.

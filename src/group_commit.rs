@@ -1,0 +1,181 @@
+//! Group commit: upserts that arrive while a transaction is in flight queue up, and the next
+//! transaction applies them together and commits once.
+//!
+//! A few committer tasks (`GROUP_COMMIT_WORKERS`) each loop: wait for one queued upsert, take
+//! every other one queued by then (up to `GROUP_COMMIT_MAX_BATCH`), and run them as one
+//! transaction (`store::upsert_batch`: all their advisory locks in ascending order, then the
+//! upserts in arrival order, one commit). There is no timer: a lone request on an idle service
+//! is sent at once. Every request is answered only after its transaction committed. When a batch
+//! of several fails, its upserts are retried one by one through the single-request path, so one
+//! held key or bad row cannot fail the others.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::domain::ProductInput;
+use crate::error::{ApiError, Unavailable};
+use crate::metrics::UpsertOutcome;
+use crate::startup::AppState;
+use crate::store::{self, Upserted};
+
+/// A committed upsert.
+#[derive(Debug)]
+pub struct Committed {
+    pub upserted: Upserted,
+    /// From queueing the request to holding its key's lock (`None` in test builds without it).
+    pub lock_wait: Option<Duration>,
+}
+
+struct Job {
+    input: ProductInput,
+    queued: Instant,
+    reply: oneshot::Sender<Result<Committed, ApiError>>,
+}
+
+/// The queue in front of the committer tasks.
+#[derive(Debug, Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("key", &self.input.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts `workers` committer tasks on the current runtime, using `state`'s pool.
+    pub fn start(state: AppState, workers: usize, max_batch: usize) -> Self {
+        let (queue, receiver) = mpsc::channel(max_batch.max(1) * workers.max(1) * 4);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..workers.max(1) {
+            tokio::spawn(committer(
+                state.clone(),
+                Arc::clone(&receiver),
+                max_batch.max(1),
+            ));
+        }
+        Self { queue }
+    }
+
+    /// Queues `input` and waits until the transaction that applied it has committed.
+    pub async fn submit(&self, input: ProductInput) -> Result<Committed, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            input,
+            queued: Instant::now(),
+            reply,
+        };
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| ApiError::Internal("the group-commit queue is closed".to_owned()))?;
+        answer.await.map_err(|_| {
+            ApiError::Internal("a group-commit task ended without answering".to_owned())
+        })?
+    }
+}
+
+async fn committer(state: AppState, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            // One committer collects at a time; the others are in flight or waiting here.
+            let mut receiver = receiver.lock().await;
+            match receiver.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < max_batch {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        commit(&state, batch).await;
+    }
+}
+
+/// Applies `batch` in one transaction, or one by one if that fails.
+async fn commit(state: &AppState, batch: Vec<Job>) {
+    let inputs: Vec<&ProductInput> = batch.iter().map(|job| &job.input).collect();
+    let started = Instant::now();
+    let result = state
+        .with_conn(async |conn| store::upsert_batch(conn, &state.settings, &inputs).await)
+        .await;
+    let elapsed = started.elapsed();
+    match result {
+        Ok((outcomes, lock_wait)) => {
+            for (job, upserted) in batch.into_iter().zip(outcomes) {
+                state.metrics.observe_upsert(outcome_of(&upserted), elapsed);
+                let lock_wait =
+                    lock_wait.map(|held| started.saturating_duration_since(job.queued) + held);
+                let _ = job.reply.send(Ok(Committed {
+                    upserted,
+                    lock_wait,
+                }));
+            }
+        }
+        Err(error) if batch.len() == 1 || !worth_retrying(&error) => {
+            for job in batch {
+                state.metrics.observe_upsert(UpsertOutcome::Failed, elapsed);
+                let _ = job.reply.send(Err(same_error(&error)));
+            }
+        }
+        Err(error) => {
+            log::warn!(
+                "a batch of {} upserts failed ({error}); retrying them one by one",
+                batch.len()
+            );
+            for job in batch {
+                let started = Instant::now();
+                let result = state
+                    .with_conn(async |conn| store::upsert(conn, &state.settings, &job.input).await)
+                    .await;
+                let elapsed = started.elapsed();
+                let answer = result.map(|(upserted, lock_wait)| {
+                    let lock_wait =
+                        lock_wait.map(|held| started.saturating_duration_since(job.queued) + held);
+                    Committed {
+                        upserted,
+                        lock_wait,
+                    }
+                });
+                let outcome = answer
+                    .as_ref()
+                    .map_or(UpsertOutcome::Failed, |c| outcome_of(&c.upserted));
+                state.metrics.observe_upsert(outcome, elapsed);
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+}
+
+fn outcome_of(upserted: &Upserted) -> UpsertOutcome {
+    match upserted {
+        Upserted::Created(_) => UpsertOutcome::Created,
+        Upserted::Updated(_) => UpsertOutcome::Updated,
+    }
+}
+
+/// Whether the upserts of a failed batch may succeed alone: not when the database is away.
+fn worth_retrying(error: &ApiError) -> bool {
+    !matches!(
+        error,
+        ApiError::Unavailable(Unavailable::Connection | Unavailable::PoolTimeout)
+    )
+}
+
+/// The error to give each request of a failed batch.
+fn same_error(error: &ApiError) -> ApiError {
+    match error {
+        ApiError::Unavailable(why) => ApiError::Unavailable(*why),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
