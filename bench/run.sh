@@ -44,6 +44,7 @@ as_pg "$bindir/createdb" -h "$work/sock" -U postgres bench
 echo "== product-service" >&2
 DATABASE_URL="host=$work/sock port=5432 user=postgres dbname=bench" BIND_ADDR=127.0.0.1:0 \
     RUST_LOG="warn,product_service::startup=info" DUPLICATE_SCAN_INTERVAL_SECS=0 \
+    GROUP_COMMIT="${GROUP_COMMIT:-true}" DB_POOL_SIZE="${DB_POOL_SIZE:-16}" \
     target/release/product-service serve 2>"$work/service.log" &
 service_pid=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$work/service.log" && break; sleep 0.2; done
