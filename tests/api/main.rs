@@ -29,6 +29,7 @@ mod binary;
 mod concurrency;
 mod dedupe;
 mod helpers;
+mod loadtest;
 mod openapi;
 mod operations;
 mod resource;
