@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::domain::{Price, ProductInput, ProductKey, ProductPatch};
+use crate::domain::{Price, ProductKey, ProductPatch};
 use crate::schema::products;
 
 /// A stored product.
@@ -70,31 +70,6 @@ impl From<Product> for ProductBody {
     }
 }
 
-/// A new row; omitted optional fields take the column defaults.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = products)]
-pub struct NewProduct<'a> {
-    pub brand: &'a str,
-    pub serial: &'a str,
-    pub manufacturer: &'a str,
-    pub name: &'a str,
-    pub description: Option<&'a str>,
-    pub price: Option<&'a BigDecimal>,
-}
-
-impl<'a> From<&'a ProductInput> for NewProduct<'a> {
-    fn from(input: &'a ProductInput) -> Self {
-        Self {
-            brand: &input.key.brand,
-            serial: &input.key.serial,
-            manufacturer: &input.key.manufacturer,
-            name: &input.name,
-            description: input.description.as_deref(),
-            price: input.price.as_ref().map(Price::as_decimal),
-        }
-    }
-}
-
 /// The writable fields an update sets; `None` leaves a column as it is.
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = products)]
@@ -105,20 +80,6 @@ pub struct ProductChanges<'a> {
     pub name: Option<&'a str>,
     pub description: Option<&'a str>,
     pub price: Option<&'a BigDecimal>,
-}
-
-impl<'a> From<&'a ProductInput> for ProductChanges<'a> {
-    /// An upsert that updates: the key is unchanged, omitted optional fields keep their value.
-    fn from(input: &'a ProductInput) -> Self {
-        Self {
-            brand: None,
-            serial: None,
-            manufacturer: None,
-            name: Some(&input.name),
-            description: input.description.as_deref(),
-            price: input.price.as_ref().map(Price::as_decimal),
-        }
-    }
 }
 
 impl<'a> From<&'a ProductPatch> for ProductChanges<'a> {

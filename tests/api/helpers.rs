@@ -68,7 +68,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db_url: String,
     db_name: String,
-    server: actix_web::dev::ServerHandle,
+    /// Stops the server when the test ends.
+    _instance: Instance,
 }
 
 /// Starts the service on a random port with a fresh database and the default test settings.
@@ -92,8 +93,28 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         .expect("cannot create the test database");
 
     let db_url = database_url(&db_name);
+    let (instance, metrics_address) = start_instance(&db_url, configure).await;
+    TestApp {
+        address: instance.address.clone(),
+        metrics_address,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client"),
+        db_url,
+        db_name,
+        _instance: instance,
+    }
+}
+
+/// Builds and starts the service on `db_url` with the test settings changed by `configure`;
+/// returns it and the address of its separate metrics listener, if any.
+async fn start_instance(
+    db_url: &str,
+    configure: impl FnOnce(&mut Config),
+) -> (Instance, Option<String>) {
     let mut config = Config {
-        database_url: Some(db_url.clone()),
+        database_url: Some(db_url.to_owned()),
         bind_addr: "127.0.0.1:0".parse().expect("valid address"),
         http_workers: Some(2),
         ..Config::default()
@@ -108,17 +129,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         .map(|port| format!("http://127.0.0.1:{port}"));
     let server = app.handle();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        metrics_address,
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("http client"),
-        db_url,
-        db_name,
-        server,
-    }
+    (Instance { address, server }, metrics_address)
 }
 
 /// Another instance of the service on a test's database, as a second process would be.
@@ -173,20 +184,7 @@ impl TestApp {
 
     /// Starts another instance of the service on this test's database.
     pub async fn another_instance(&self, configure: impl FnOnce(&mut Config)) -> Instance {
-        let mut config = Config {
-            database_url: Some(self.db_url.clone()),
-            bind_addr: "127.0.0.1:0".parse().expect("valid address"),
-            http_workers: Some(2),
-            ..Config::default()
-        };
-        configure(&mut config);
-        let app = Application::build(config)
-            .await
-            .expect("the instance failed to start");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let server = app.handle();
-        tokio::spawn(app.run_until_stopped());
-        Instance { address, server }
+        start_instance(&self.db_url, configure).await.0
     }
 
     /// This test's database name.
@@ -244,7 +242,6 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        drop(self.server.stop(false));
         let name = self.db_name.clone();
         // Drop has no runtime to await on: drop the database from a thread of its own.
         let dropped = std::thread::spawn(move || {
