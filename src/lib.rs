@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod models;
 pub mod openapi;
+pub mod prepared;
 pub mod routes;
 pub mod schema;
 pub mod startup;

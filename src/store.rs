@@ -8,17 +8,20 @@
 //! 3. in a later statement, so that its snapshot sees the previous lock holder's commit,
 //!    `SELECT ... FOR UPDATE` the row(s), then UPDATE or INSERT;
 //! 4. `COMMIT`, which releases the lock.
+//!
+//! The upsert sends steps 1's bounds, 2 and 3 pipelined (the server still runs them in order) and
+//! does step 3 in one statement, so it costs three round trips.
 
-use diesel::pg::Pg;
+use std::time::{Duration, Instant};
+
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use std::time::{Duration, Instant};
-
 use crate::config::Config;
 use crate::domain::{ProductInput, ProductKey, ProductPatch};
 use crate::models::{Product, ProductChanges};
+use crate::prepared::Prepared;
 use crate::schema::products;
 
 /// How often a key-changing update re-reads a row whose key moved under it before giving up.
@@ -74,71 +77,6 @@ pub struct ListQuery {
     /// Only ids greater than this.
     pub after: Option<i64>,
     pub limit: i64,
-}
-
-/// A statement of fixed SQL text whose parameters are all nullable text (cast in the SQL where
-/// another type is meant), prepared once per connection and reused.
-///
-/// diesel never caches `sql_query` statements, so each would be parsed, planned and described
-/// anew, costing the server work and a round trip per statement; this type names the statement
-/// (`Id`) so that diesel's statement cache keeps it.
-struct Prepared<'a, Id> {
-    /// SQL with `$1`..`$n` placeholders, each standing for `params[n - 1]`.
-    sql: std::borrow::Cow<'static, str>,
-    params: Vec<Option<std::borrow::Cow<'a, str>>>,
-    /// `false` for SQL that varies between calls of one `Id` (test builds' race window).
-    cacheable: bool,
-    id: std::marker::PhantomData<Id>,
-}
-
-impl<'a, Id> Prepared<'a, Id> {
-    fn new(sql: &'static str, params: Vec<Option<std::borrow::Cow<'a, str>>>) -> Self {
-        Self {
-            sql: sql.into(),
-            params,
-            cacheable: true,
-            id: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<Id: 'static> diesel::query_builder::QueryId for Prepared<'_, Id> {
-    type QueryId = Id;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<Id> diesel::query_builder::Query for Prepared<'_, Id> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-impl<Id> diesel::query_builder::QueryFragment<Pg> for Prepared<'_, Id> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, Pg>,
-    ) -> QueryResult<()> {
-        if !self.cacheable {
-            out.unsafe_to_cache_prepared();
-        }
-        // Copy the SQL, turning each `$n` into the n-th parameter (diesel numbers them itself).
-        let mut rest: &str = &self.sql;
-        while let Some(dollar) = rest.find('$') {
-            out.push_sql(&rest[..dollar]);
-            let digits = rest[dollar + 1..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            let index: usize = rest[dollar + 1..dollar + 1 + digits].parse().map_err(|_| {
-                diesel::result::Error::QueryBuilderError("`$` without a parameter number".into())
-            })?;
-            let param = self.params.get(index.wrapping_sub(1)).ok_or_else(|| {
-                diesel::result::Error::QueryBuilderError(format!("no parameter ${index}").into())
-            })?;
-            out.push_bind_param::<diesel::sql_types::Nullable<Text>, _>(param)?;
-            rest = &rest[dollar + 1 + digits..];
-        }
-        out.push_sql(rest);
-        Ok(())
-    }
 }
 
 /// Statement names for diesel's statement cache.
