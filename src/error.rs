@@ -257,9 +257,12 @@ pub fn classify_database_error(error: &diesel::result::Error) -> Option<Unavaila
                     Some(Unavailable::LockTimeout)
                 } else if message.contains("statement timeout") {
                     Some(Unavailable::StatementTimeout)
-                } else if message.contains("deadlock detected")
-                    || message.contains("terminating connection")
+                } else if message.contains("terminating connection")
                     || message.contains("the database system is")
+                {
+                    // The server ended the session (shutdown, restart, pg_terminate_backend).
+                    Some(Unavailable::Connection)
+                } else if message.contains("deadlock detected")
                     || message.contains("due to conflict with recovery")
                 {
                     Some(Unavailable::Transient)

@@ -71,8 +71,10 @@ impl AppState {
                     ApiError::Unavailable(Unavailable::Connection | Unavailable::Transient)
                 ) {
                     // Recycling does not test connections (it would cost a round trip per
-                    // request), so one that broke must not go back to the pool.
+                    // request), so one that broke must not go back to the pool, nor its idle
+                    // siblings, which a server restart broke too.
                     drop(Object::take(conn));
+                    self.pool.retain(|_, _| false);
                 }
                 Err(self.count_db_error(error))
             }

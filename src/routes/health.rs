@@ -55,8 +55,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let applied = match answer {
         Ok(applied) => applied,
         Err(reason) => {
-            // The connection may be broken: never hand it out again.
+            // The connection may be broken, and its idle siblings with it: never hand them out.
             drop(Object::take(conn));
+            state.pool.retain(|_, _| false);
             return Err(ApiError::NotReady(reason));
         }
     };
