@@ -7,7 +7,8 @@
 //! upserts in arrival order, one commit). There is no timer: a lone request on an idle service
 //! is sent at once. Every request is answered only after its transaction committed. When a batch
 //! of several fails, its upserts are retried one by one through the single-request path, so one
-//! held key or bad row cannot fail the others.
+//! held key or bad row cannot fail the others. A request that waited in the queue longer than
+//! `LOCK_TIMEOUT_MS` is answered 503 without being applied.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,6 +105,19 @@ async fn committer(state: AppState, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, m
 
 /// Applies `batch` in one transaction, or one by one if that fails.
 async fn commit(state: &AppState, batch: Vec<Job>) {
+    // Waiting in the queue counts against LOCK_TIMEOUT_MS like any lock wait: a request that
+    // waited that long is answered 503 and never started, so no wait is unbounded.
+    let lock_timeout = Duration::from_millis(state.settings.lock_timeout_ms);
+    let (batch, expired): (Vec<Job>, Vec<Job>) = batch
+        .into_iter()
+        .partition(|job| job.queued.elapsed() < lock_timeout);
+    for job in expired {
+        let error = state.count_db_error(ApiError::Unavailable(Unavailable::LockTimeout));
+        let _ = job.reply.send(Err(error));
+    }
+    if batch.is_empty() {
+        return;
+    }
     let inputs: Vec<&ProductInput> = batch.iter().map(|job| &job.input).collect();
     let started = Instant::now();
     let result = state
