@@ -122,11 +122,7 @@ in_both_modes! {
         assert_eq!(count(&statuses, 200), 63, "{statuses:?}");
         assert_eq!(rows, 1);
         let product = json(
-            app.client
-                .get(app.url("/products?brand=Race"))
-                .send()
-                .await
-                .expect("send"),
+            app.get("/products?brand=Race").await,
         )
         .await;
         assert_eq!(

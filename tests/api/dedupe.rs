@@ -94,14 +94,7 @@ async fn duplicates_made_with_sql_are_reported_merged_and_gone() {
 
     assert_eq!(app.duplicated_keys().await, 0);
     assert_eq!(app.count_products("true").await, 3);
-    let kept = json(
-        app.client
-            .get(app.url("/products/1"))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let kept = json(app.get("/products/1").await).await;
     assert_eq!(
         kept["name"], "a2",
         "the most recently updated row's values win"

@@ -155,6 +155,15 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed to send: {e}"))
+    }
+
     /// `POST /products` with a JSON body.
     pub async fn post_product(&self, body: &Value) -> reqwest::Response {
         self.client

@@ -60,14 +60,7 @@ fn property_names(schema: &Value) -> BTreeSet<String> {
 #[tokio::test]
 async fn the_openapi_document_covers_every_route_and_every_reference_resolves() {
     let app = spawn_app().await;
-    let doc = json(
-        app.client
-            .get(app.url("/openapi.json"))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let doc = json(app.get("/openapi.json").await).await;
 
     assert!(
         doc["openapi"]
@@ -117,14 +110,7 @@ async fn the_openapi_document_covers_every_route_and_every_reference_resolves() 
 async fn the_documented_bodies_match_what_the_parser_accepts() {
     use product_service::domain::{FIELDS, REQUIRED_FIELDS};
     let app = spawn_app().await;
-    let doc = json(
-        app.client
-            .get(app.url("/openapi.json"))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let doc = json(app.get("/openapi.json").await).await;
     let schemas = &doc["components"]["schemas"];
     let fields: BTreeSet<String> = FIELDS.iter().map(|f| (*f).to_owned()).collect();
 
@@ -153,14 +139,7 @@ async fn the_documented_bodies_match_what_the_parser_accepts() {
         .cloned()
         .collect();
     assert_eq!(property_names(&schemas["ProductBody"]), body_fields);
-    let problem = json(
-        app.client
-            .get(app.url("/products/0"))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let problem = json(app.get("/products/0").await).await;
     let problem_schema = property_names(&schemas["Problem"]);
     for key in problem.as_object().expect("object").keys() {
         assert!(

@@ -90,21 +90,9 @@ async fn upserts_lock_waits_and_lock_timeouts_move_their_metrics() {
 async fn route_labels_are_patterns_never_raw_paths() {
     let app = spawn_app().await;
 
-    app.client
-        .get(app.url("/products/987654"))
-        .send()
-        .await
-        .expect("send");
-    app.client
-        .get(app.url("/products/not-an-id"))
-        .send()
-        .await
-        .expect("send");
-    app.client
-        .get(app.url("/random/path-xyz"))
-        .send()
-        .await
-        .expect("send");
+    app.get("/products/987654").await;
+    app.get("/products/not-an-id").await;
+    app.get("/random/path-xyz").await;
 
     let text = scrape(&app).await;
     let item = [
@@ -150,11 +138,7 @@ async fn duplicates_made_with_sql_appear_in_the_duplicate_gauge() {
 #[tokio::test]
 async fn build_info_and_process_metrics_are_exposed() {
     let app = spawn_app().await;
-    app.client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("send");
+    app.get("/healthz").await;
     let text = scrape(&app).await;
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
@@ -170,12 +154,7 @@ async fn with_metrics_addr_metrics_are_served_only_off_the_public_port() {
     let app = spawn_app_with(|c| c.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"))).await;
     app.post_product(&product("Sep", "1", "M")).await;
 
-    let public = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("send");
+    let public = app.get("/metrics").await;
     let text = scrape(&app).await;
 
     assert_eq!(public.status(), 404);
@@ -188,20 +167,8 @@ async fn with_metrics_addr_metrics_are_served_only_off_the_public_port() {
 #[tokio::test]
 async fn readyz_follows_the_database_down_and_back_up_while_healthz_stays_up() {
     let app = spawn_app().await;
-    let readyz = || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("send")
-    };
-    let healthz = || async {
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("send")
-    };
+    let readyz = || async { app.get("/readyz").await };
+    let healthz = || async { app.get("/healthz").await };
     assert_eq!(readyz().await.status(), 200);
     let name = app.db_name().to_owned();
 

@@ -15,24 +15,9 @@ async fn get_returns_the_stored_product_and_404_for_an_unknown_or_malformed_id()
     let app = spawn_app().await;
     let created = create(&app, &product("B", "S", "M")).await;
 
-    let found = app
-        .client
-        .get(app.url(&format!("/products/{}", created["id"])))
-        .send()
-        .await
-        .expect("send");
-    let missing = app
-        .client
-        .get(app.url("/products/999999"))
-        .send()
-        .await
-        .expect("send");
-    let malformed = app
-        .client
-        .get(app.url("/products/abc"))
-        .send()
-        .await
-        .expect("send");
+    let found = app.get(&format!("/products/{}", created["id"])).await;
+    let missing = app.get("/products/999999").await;
+    let malformed = app.get("/products/abc").await;
 
     assert_eq!(found.status(), 200);
     assert_eq!(json(found).await, created);
@@ -57,7 +42,7 @@ async fn list_filters_by_exact_key_fields_and_pages_by_id() {
     let mut next = Some("/products?brand=Acme&limit=2".to_owned());
     let mut serials = Vec::new();
     while let Some(path) = next {
-        let page = json(app.client.get(app.url(&path)).send().await.expect("send")).await;
+        let page = json(app.get(&path).await).await;
         for item in page["items"].as_array().expect("items") {
             assert_eq!(item["brand"], "Acme");
             serials.push(item["serial"].as_str().expect("serial").to_owned());
@@ -67,11 +52,8 @@ async fn list_filters_by_exact_key_fields_and_pages_by_id() {
     assert_eq!(serials, ["1", "2", "3", "4", "5"]);
 
     let exact = json(
-        app.client
-            .get(app.url("/products?brand=Acme&serial=3&manufacturer=M"))
-            .send()
-            .await
-            .expect("send"),
+        app.get("/products?brand=Acme&serial=3&manufacturer=M")
+            .await,
     )
     .await;
     assert_eq!(exact["items"].as_array().expect("items").len(), 1);
@@ -87,21 +69,11 @@ async fn list_rejects_bad_paging_and_unknown_parameters() {
         ("limit=x", "limit"),
         ("after=x", "after"),
     ] {
-        let response = app
-            .client
-            .get(app.url(&format!("/products?{query}")))
-            .send()
-            .await
-            .expect("send");
+        let response = app.get(&format!("/products?{query}")).await;
         assert_eq!(response.status(), 400, "{query}");
         assert!(json(response).await["errors"][field].is_array(), "{query}");
     }
-    let unknown = app
-        .client
-        .get(app.url("/products?page=2"))
-        .send()
-        .await
-        .expect("send");
+    let unknown = app.get("/products?page=2").await;
     assert_eq!(unknown.status(), 400);
 }
 
@@ -224,7 +196,7 @@ async fn delete_removes_the_product_and_a_second_delete_is_404() {
         .send()
         .await
         .expect("send");
-    let get = app.client.get(app.url(&path)).send().await.expect("send");
+    let get = app.get(&path).await;
 
     assert_eq!(first.status(), 204);
     assert_eq!(second.status(), 404);

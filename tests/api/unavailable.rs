@@ -156,12 +156,7 @@ in_both_modes! {
 
         let started = Instant::now();
         let post = app.post_product(&product("Up", "2", "M")).await;
-        let get = app
-            .client
-            .get(app.url("/products"))
-            .send()
-            .await
-            .expect("send");
+        let get = app.get("/products").await;
 
         assert_unavailable(&post, "POST with the database gone");
         assert_unavailable(&get, "GET with the database gone");

@@ -265,19 +265,14 @@ async fn patch_validates_the_fields_it_names_and_refuses_null() {
         assert_eq!(response.status(), 400, "{case}");
         assert!(json(response).await["errors"][field].is_array(), "{case}");
     }
-    let unchanged = json(app.client.get(app.url(&path)).send().await.expect("send")).await;
+    let unchanged = json(app.get(&path).await).await;
     assert_eq!(unchanged, created);
 }
 
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405_as_problem_json() {
     let app = spawn_app().await;
-    let not_found = app
-        .client
-        .get(app.url("/nothing/here"))
-        .send()
-        .await
-        .expect("send");
+    let not_found = app.get("/nothing/here").await;
     let wrong_method = app
         .client
         .put(app.url("/products"))
