@@ -421,26 +421,72 @@ pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<P
         .optional()
 }
 
+/// Statement name of a list query; `FILTERS` says which conditions it has (bits: brand 1,
+/// serial 2, manufacturer 4, after 8), so each combination is prepared once per connection.
+struct ListStatement<const FILTERS: u8>;
+
 /// One page of products in id order, filtered by exact key fields.
 pub async fn list(conn: &mut AsyncPgConnection, query: &ListQuery) -> QueryResult<Vec<Product>> {
-    let mut select = products::table.select(Product::as_select()).into_boxed();
+    let filters = u8::from(query.brand.is_some())
+        | u8::from(query.serial.is_some()) << 1
+        | u8::from(query.manufacturer.is_some()) << 2
+        | u8::from(query.after.is_some()) << 3;
+    // One statement per combination of conditions, so that each can use the key index.
+    match filters {
+        0 => list_with::<0>(conn, query).await,
+        1 => list_with::<1>(conn, query).await,
+        2 => list_with::<2>(conn, query).await,
+        3 => list_with::<3>(conn, query).await,
+        4 => list_with::<4>(conn, query).await,
+        5 => list_with::<5>(conn, query).await,
+        6 => list_with::<6>(conn, query).await,
+        7 => list_with::<7>(conn, query).await,
+        8 => list_with::<8>(conn, query).await,
+        9 => list_with::<9>(conn, query).await,
+        10 => list_with::<10>(conn, query).await,
+        11 => list_with::<11>(conn, query).await,
+        12 => list_with::<12>(conn, query).await,
+        13 => list_with::<13>(conn, query).await,
+        14 => list_with::<14>(conn, query).await,
+        _ => list_with::<15>(conn, query).await,
+    }
+}
+
+async fn list_with<const FILTERS: u8>(
+    conn: &mut AsyncPgConnection,
+    query: &ListQuery,
+) -> QueryResult<Vec<Product>> {
+    let mut conditions = Vec::new();
+    let mut params: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::new();
+    let mut condition = |sql: &str, value: std::borrow::Cow<'static, str>| {
+        params.push(Some(value));
+        conditions.push(sql.replace('?', &format!("${}", params.len())));
+    };
     if let Some(brand) = &query.brand {
-        select = select.filter(products::brand.eq(brand));
+        condition("brand = ?", brand.clone().into());
     }
     if let Some(serial) = &query.serial {
-        select = select.filter(products::serial.eq(serial));
+        condition("serial = ?", serial.clone().into());
     }
     if let Some(manufacturer) = &query.manufacturer {
-        select = select.filter(products::manufacturer.eq(manufacturer));
+        condition("manufacturer = ?", manufacturer.clone().into());
     }
     if let Some(after) = query.after {
-        select = select.filter(products::id.gt(after));
+        condition("id > ?::bigint", after.to_string().into());
     }
-    select
-        .order(products::id.asc())
-        .limit(query.limit)
-        .load(conn)
-        .await
+    let mut sql = String::from(
+        "SELECT id, brand, serial, manufacturer, name, description, price, version, created_at, \
+         updated_at FROM products",
+    );
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    params.push(Some(query.limit.to_string().into()));
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}::bigint", params.len()));
+    let mut statement = Prepared::<ListStatement<FILTERS>>::new("", params);
+    statement.sql = sql.into();
+    statement.load(conn).await
 }
 
 /// Whether the migration `version` is recorded as applied.
