@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::domain::ProductInput;
 use crate::error::{ApiError, Unavailable};
 use crate::metrics::UpsertOutcome;
+use crate::middleware::{current_request_id, within_request, within_request_sync};
 use crate::startup::AppState;
 use crate::store::{self, Upserted};
 
@@ -31,6 +32,8 @@ pub struct Committed {
 
 struct Job {
     input: ProductInput,
+    /// The id of the request that queued it, for the log lines written on its behalf.
+    request_id: Option<String>,
     queued: Instant,
     reply: oneshot::Sender<Result<Committed, ApiError>>,
 }
@@ -69,6 +72,7 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             input,
+            request_id: current_request_id(),
             queued: Instant::now(),
             reply,
         };
@@ -126,7 +130,10 @@ async fn commit(state: &AppState, batch: Vec<Job>) {
     let elapsed = started.elapsed();
     match result {
         Ok((outcomes, lock_wait)) => {
-            for (job, upserted) in batch.into_iter().zip(outcomes) {
+            for (job, (upserted, copies)) in batch.into_iter().zip(outcomes) {
+                within_request_sync(job.request_id.clone(), || {
+                    store::warn_if_duplicated(&job.input.key, copies, id_of(&upserted));
+                });
                 state.metrics.observe_upsert(outcome_of(&upserted), elapsed);
                 let lock_wait =
                     lock_wait.map(|held| started.saturating_duration_since(job.queued) + held);
@@ -149,9 +156,9 @@ async fn commit(state: &AppState, batch: Vec<Job>) {
             );
             for job in batch {
                 let started = Instant::now();
-                let result = state
-                    .with_conn(async |conn| store::upsert(conn, &state.settings, &job.input).await)
-                    .await;
+                let retry = state
+                    .with_conn(async |conn| store::upsert(conn, &state.settings, &job.input).await);
+                let result = within_request(job.request_id.clone(), retry).await;
                 let elapsed = started.elapsed();
                 let answer = result.map(|(upserted, lock_wait)| {
                     let lock_wait =
@@ -168,6 +175,12 @@ async fn commit(state: &AppState, batch: Vec<Job>) {
                 let _ = job.reply.send(answer);
             }
         }
+    }
+}
+
+fn id_of(upserted: &Upserted) -> i64 {
+    match upserted {
+        Upserted::Created(product) | Upserted::Updated(product) => product.id,
     }
 }
 

@@ -31,6 +31,23 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Runs `work` as part of request `id` (for work done for a request on another task, such as a
+/// group-commit batch), so that its log lines carry the id.
+pub async fn within_request<F: Future>(id: Option<String>, work: F) -> F::Output {
+    match id {
+        Some(id) => REQUEST_ID.scope(id, work).await,
+        None => work.await,
+    }
+}
+
+/// [`within_request`] for synchronous work.
+pub fn within_request_sync<R>(id: Option<String>, work: impl FnOnce() -> R) -> R {
+    match id {
+        Some(id) => REQUEST_ID.sync_scope(id, work),
+        None => work(),
+    }
+}
+
 fn acceptable(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_CHARS

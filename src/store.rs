@@ -259,6 +259,17 @@ fn upsert_query<'a>(
     query
 }
 
+/// Logs, once per request, that `key` had `copies` rows (written outside the service) and that
+/// the oldest, `kept_id`, was updated.
+pub fn warn_if_duplicated(key: &ProductKey, copies: i64, kept_id: i64) {
+    if copies > 1 {
+        log::warn!(
+            "key {key:?} has {copies} rows (duplicated outside this service); updated the oldest, \
+             id {kept_id}; run `product-service dedupe` to merge them"
+        );
+    }
+}
+
 /// Creates the product with `input.key`, or updates it if it exists.
 ///
 /// Three round trips: `BEGIN`; then, pipelined, the bounds, the lock and the write (the server
@@ -301,15 +312,7 @@ pub async fn upsert(
         })
         .await?;
     let (row, lock_wait) = row;
-    if row.copies > 1 {
-        log::warn!(
-            "key {:?} has {} rows (duplicated outside this service); updated the oldest, id {}; \
-             run `product-service dedupe` to merge them",
-            input.key,
-            row.copies,
-            row.product.id
-        );
-    }
+    warn_if_duplicated(&input.key, row.copies, row.product.id);
     let outcome = if row.created {
         Upserted::Created(row.product)
     } else {
@@ -640,12 +643,13 @@ fn lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, LockKeysStatement>
 ///
 /// Takes every key's advisory lock first, in ascending lock-key order, then applies the upserts
 /// in the order given, each as its own statement (pipelined), so that requests for one key apply
-/// one after the other and each gets its own version. Either all commit or none does.
+/// one after the other and each gets its own version. Either all commit or none does. Returns,
+/// for each input, what it did and how many rows its key had (see [`warn_if_duplicated`]).
 pub async fn upsert_batch(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
     inputs: &[&ProductInput],
-) -> Result<(Vec<Upserted>, Option<Duration>), StoreError> {
+) -> Result<(Vec<(Upserted, i64)>, Option<Duration>), StoreError> {
     #[cfg(feature = "test-hooks")]
     let take_locks = !settings.hooks.disable_advisory_lock;
     #[cfg(not(feature = "test-hooks"))]
@@ -686,22 +690,14 @@ pub async fn upsert_batch(
         .await?;
     let outcomes = rows
         .into_iter()
-        .zip(inputs)
-        .map(|(row, input)| {
-            if row.copies > 1 {
-                log::warn!(
-                    "key {:?} has {} rows (duplicated outside this service); updated the oldest, \
-                     id {}; run `product-service dedupe` to merge them",
-                    input.key,
-                    row.copies,
-                    row.product.id
-                );
-            }
-            if row.created {
+        .map(|row| {
+            let copies = row.copies;
+            let upserted = if row.created {
                 Upserted::Created(row.product)
             } else {
                 Upserted::Updated(row.product)
-            }
+            };
+            (upserted, copies)
         })
         .collect();
     Ok((outcomes, lock_wait))
