@@ -44,7 +44,7 @@ impl KeyGate {
         }
     }
 
-    /// Keys with requests in flight or queued (for tests and metrics).
+    /// Keys with requests in flight or queued.
     pub fn keys_in_flight(&self) -> usize {
         self.queues.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

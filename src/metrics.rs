@@ -66,30 +66,21 @@ impl From<Unavailable> for DbErrorKind {
     }
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric =
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+/// Registers a freshly defined metric and hands it back (definitions are static: a failure is a
+/// bug, found by every test).
+fn register<C>(registry: &Registry, metric: Result<C, prometheus::Error>) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.expect("valid metric definition");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
     metric
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
-    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-    let metric = Histogram::with_opts(opts).expect("valid metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
-fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("valid metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
+fn latency(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
 }
 
 impl Metrics {
@@ -107,114 +98,119 @@ impl Metrics {
     }
 
     fn register_all(registry: Registry) -> Self {
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            &["method", "route"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("metric registered once");
-        let pool_connections = IntGaugeVec::new(
-            Opts::new(
-                "db_pool_connections",
-                "Pooled database connections by state",
+        let r = &registry;
+        let build_info = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "product_service_build_info",
+                    "Build of the running service (always 1)",
+                ),
+                &["version"],
             ),
-            &["state"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(pool_connections.clone()))
-            .expect("metric registered once");
-        let duplicate_scan_timestamp = Gauge::new(
-            "product_duplicate_scan_timestamp_seconds",
-            "Unix time of the last completed duplicate scan",
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(duplicate_scan_timestamp.clone()))
-            .expect("metric registered once");
-
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "product_service_build_info",
-                "Build of the running service (always 1)",
-            ),
-            &["version"],
-        )
-        .expect("valid metric definition");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry
-            .register(Box::new(build_info))
-            .expect("metric registered once");
         #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("process collector registered once");
-
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector registered once");
         Self {
-            http_requests: counter_vec(
-                &registry,
-                "http_requests_total",
-                "HTTP requests by method, matched route and status",
-                &["method", "route", "status"],
+            http_requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "http_requests_total",
+                        "HTTP requests by method, matched route and status",
+                    ),
+                    &["method", "route", "status"],
+                ),
             ),
-            http_duration,
-            upserts: counter_vec(
-                &registry,
-                "product_upserts_total",
-                "Upserts that reached the database, by outcome (created, updated, failed)",
-                &["outcome"],
+            http_duration: register(
+                r,
+                HistogramVec::new(
+                    latency("http_request_duration_seconds", "HTTP request latency"),
+                    &["method", "route"],
+                ),
             ),
-            lock_wait: histogram(
-                &registry,
-                "product_upsert_lock_wait_seconds",
-                "Time from asking for a key's advisory lock to getting it",
+            upserts: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "product_upserts_total",
+                        "Upserts that reached the database, by outcome (created, updated, failed)",
+                    ),
+                    &["outcome"],
+                ),
             ),
-            upsert_transaction: histogram(
-                &registry,
-                "product_upsert_transaction_seconds",
-                "Duration of the whole locked upsert transaction, commit included",
+            lock_wait: register(
+                r,
+                Histogram::with_opts(latency(
+                    "product_upsert_lock_wait_seconds",
+                    "Time from asking for a key's advisory lock to getting it",
+                )),
             ),
-            pool_connections,
-            pool_max: int_gauge(
-                &registry,
-                "db_pool_max_connections",
-                "Size limit of the pool",
+            upsert_transaction: register(
+                r,
+                Histogram::with_opts(latency(
+                    "product_upsert_transaction_seconds",
+                    "Duration of the whole locked upsert transaction, commit included",
+                )),
             ),
-            pool_waiting: int_gauge(
-                &registry,
-                "db_pool_waiting_requests",
-                "Requests waiting for a pooled connection",
+            pool_connections: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "db_pool_connections",
+                        "Pooled database connections by state",
+                    ),
+                    &["state"],
+                ),
             ),
-            pool_timeouts: {
-                let metric = IntCounter::new(
+            pool_max: register(
+                r,
+                IntGauge::new("db_pool_max_connections", "Size limit of the pool"),
+            ),
+            pool_waiting: register(
+                r,
+                IntGauge::new(
+                    "db_pool_waiting_requests",
+                    "Requests waiting for a pooled connection",
+                ),
+            ),
+            pool_timeouts: register(
+                r,
+                IntCounter::new(
                     "db_pool_timeouts_total",
                     "Requests that got no pooled connection within DB_POOL_TIMEOUT_MS",
-                )
-                .expect("valid metric definition");
-                registry
-                    .register(Box::new(metric.clone()))
-                    .expect("metric registered once");
-                metric
-            },
-            db_errors: counter_vec(
-                &registry,
-                "db_errors_total",
-                "Database errors by kind (lock_timeout, statement_timeout, connection, other)",
-                &["kind"],
+                ),
             ),
-            duplicate_groups: int_gauge(
-                &registry,
-                "product_duplicate_key_groups",
-                "Keys that have more than one row, as of the last scan",
+            db_errors: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "db_errors_total",
+                        "Database errors by kind (lock_timeout, statement_timeout, connection, other)",
+                    ),
+                    &["kind"],
+                ),
             ),
-            duplicate_scan_timestamp,
+            duplicate_groups: register(
+                r,
+                IntGauge::new(
+                    "product_duplicate_key_groups",
+                    "Keys that have more than one row, as of the last scan",
+                ),
+            ),
+            duplicate_scan_timestamp: register(
+                r,
+                Gauge::new(
+                    "product_duplicate_scan_timestamp_seconds",
+                    "Unix time of the last completed duplicate scan",
+                ),
+            ),
             registry,
         }
     }

@@ -20,7 +20,10 @@ pub struct Prepared<'a, Id> {
 }
 
 impl<'a, Id> Prepared<'a, Id> {
-    pub fn new(sql: &'static str, params: Vec<Option<std::borrow::Cow<'a, str>>>) -> Self {
+    pub fn new(
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+        params: Vec<Option<std::borrow::Cow<'a, str>>>,
+    ) -> Self {
         Self {
             sql: sql.into(),
             params,

@@ -145,7 +145,7 @@ impl Application {
         let pool = db::build_pool(&url, &config)?;
 
         let metrics = Metrics::new();
-        let state = AppState {
+        let mut state = AppState {
             pool: pool.clone(),
             settings: TxSettings::from(&config),
             metrics: metrics.clone(),
@@ -154,7 +154,6 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             db_deadline: config.db_deadline(),
         };
-        let mut state = state;
         if config.group_commit {
             state.group_commit = Some(GroupCommit::start(
                 state.clone(),

@@ -231,32 +231,29 @@ fn upsert_query<'a>(
             .replace("{pause}", "")
             .replace("{pause_guard}", "")
     });
-    let mut query = Prepared::new(
-        "",
-        vec![
-            Some(input.key.brand.as_str().into()),
-            Some(input.key.serial.as_str().into()),
-            Some(input.key.manufacturer.as_str().into()),
-            Some(input.name.as_str().into()),
-            input.description.as_deref().map(Into::into),
-            input.price.as_ref().map(|p| p.to_string().into()),
-        ],
-    );
-    query.sql = PRODUCTION.as_str().into();
+    let params = vec![
+        Some(input.key.brand.as_str().into()),
+        Some(input.key.serial.as_str().into()),
+        Some(input.key.manufacturer.as_str().into()),
+        Some(input.name.as_str().into()),
+        input.description.as_deref().map(Into::into),
+        input.price.as_ref().map(|p| p.to_string().into()),
+    ];
     #[cfg(feature = "test-hooks")]
     if settings.hooks.race_window_ms > 0 {
         let pause = format!(
             ", pause AS (SELECT pg_sleep({}) AS slept)",
             settings.hooks.race_window_ms as f64 / 1000.0
         );
-        query.sql = UPSERT_SQL
+        let sql = UPSERT_SQL
             .replace("{pause}", &pause)
-            .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)")
-            .into();
+            .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)");
+        let mut query = Prepared::new(sql, params);
         query.cacheable = false;
+        return query;
     }
     let _ = settings;
-    query
+    Prepared::new(PRODUCTION.as_str(), params)
 }
 
 /// Logs, once per request, that `key` had `copies` rows (written outside the service) and that
@@ -487,9 +484,9 @@ async fn list_with<const FILTERS: u8>(
     }
     params.push(Some(query.limit.to_string().into()));
     sql.push_str(&format!(" ORDER BY id LIMIT ${}::bigint", params.len()));
-    let mut statement = Prepared::<ListStatement<FILTERS>>::new("", params);
-    statement.sql = sql.into();
-    statement.load(conn).await
+    Prepared::<ListStatement<FILTERS>>::new(sql, params)
+        .load(conn)
+        .await
 }
 
 /// Whether the migration `version` is recorded as applied.

@@ -216,6 +216,24 @@ impl TestApp {
             .expect("cannot connect to the test database")
     }
 
+    /// Opens a transaction elsewhere that holds the advisory lock of the key, as another writer
+    /// would; the lock lasts until the returned connection rolls back or closes.
+    pub async fn hold_key_lock(
+        &self,
+        brand: &str,
+        serial: &str,
+        manufacturer: &str,
+    ) -> AsyncPgConnection {
+        let mut holder = self.db().await;
+        holder
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('{brand}', '{serial}', '{manufacturer}'))"
+            ))
+            .await
+            .expect("take the lock");
+        holder
+    }
+
     /// Runs SQL directly against this test's database.
     pub async fn sql(&self, sql: &str) {
         self.db()

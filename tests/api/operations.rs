@@ -21,11 +21,7 @@ async fn upserts_lock_waits_and_lock_timeouts_move_their_metrics() {
 
     app.post_product(&product("M", "1", "M")).await;
     app.post_product(&product("M", "1", "M")).await;
-    let mut holder = app.db().await;
-    holder
-        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('M', '2', 'M'))")
-        .await
-        .expect("take the lock");
+    let mut holder = app.hold_key_lock("M", "2", "M").await;
     let refused = app.post_product(&product("M", "2", "M")).await;
     assert_eq!(refused.status(), 503);
     holder.batch_execute("ROLLBACK").await.expect("release");
@@ -262,11 +258,7 @@ async fn a_statement_timeout_is_a_503_counted_as_statement_timeout() {
         c.lock_timeout_ms = 10_000;
     })
     .await;
-    let mut holder = app.db().await;
-    holder
-        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('T', 'S', 'M'))")
-        .await
-        .expect("take the lock");
+    let mut holder = app.hold_key_lock("T", "S", "M").await;
 
     let response = app.post_product(&product("T", "S", "M")).await;
 

@@ -26,11 +26,7 @@ in_both_modes! {
             c.lock_timeout_ms = 500;
             c.group_commit = group_commit;
         }).await;
-        let mut holder = app.db().await;
-        holder
-            .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('Held', 'S', 'M'))")
-            .await
-            .expect("take the lock");
+        let mut holder = app.hold_key_lock("Held", "S", "M").await;
 
         let (held_key, free_key) = (product("Held", "S", "M"), product("Free", "S", "M"));
         let started = Instant::now();
@@ -104,11 +100,7 @@ in_both_modes! {
             c.lock_timeout_ms = 3000;
         })
         .await;
-        let mut holder = app.db().await;
-        holder
-            .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('Busy', 'S', 'M'))")
-            .await
-            .expect("take the lock");
+        let mut holder = app.hold_key_lock("Busy", "S", "M").await;
 
         // The first request takes the only connection and waits for the lock.
         let busy_key = product("Busy", "S", "M");
@@ -181,11 +173,7 @@ in_both_modes! {
             c.lock_timeout_ms = 2000;
             c.group_commit = group_commit;
         }).await;
-        let mut holder = app.db().await;
-        holder
-            .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('ab', 'c', 'x'))")
-            .await
-            .expect("take the lock");
+        let mut holder = app.hold_key_lock("ab", "c", "x").await;
 
         let response = app.post_product(&product("a", "bc", "x")).await;
 
