@@ -9,11 +9,13 @@
 use std::io::Write as _;
 
 use crate::config::Config;
-use crate::db;
-use crate::error::ApiError;
-use crate::models::ProductBody;
-use crate::startup::{self, StartupError};
-use crate::store::{self, DuplicateGroup, TxSettings};
+use crate::db::{self, DbSetupError};
+use crate::domain::Product;
+use crate::service::ServiceError;
+use crate::store::TxSettings;
+use crate::store::duplicates::{
+    DuplicateGroup, duplicate_groups, duplicate_key_groups, merge_duplicates,
+};
 
 /// What the command found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub struct DedupeArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum DedupeError {
     #[error(transparent)]
-    Startup(#[from] StartupError),
+    Setup(#[from] DbSetupError),
     #[error("cannot connect to the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
     #[error("query failed: {0}")]
@@ -87,16 +89,16 @@ fn report(
 
 /// Runs the command against `DATABASE_URL` or the embedded database.
 pub async fn run(config: &Config, args: DedupeArgs) -> Result<Outcome, DedupeError> {
-    let (url, embedded) = startup::open_database(config).await?;
+    let (url, embedded) = db::open(config).await?;
     let result = dedupe(&url, config, args).await;
-    startup::close_database(embedded).await;
+    db::close(embedded).await;
     result
 }
 
 async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome, DedupeError> {
-    db::run_migrations(url).await.map_err(StartupError::from)?;
+    db::migrations::run_migrations(url).await?;
     let mut conn = db::connect(url).await?;
-    let groups = store::duplicate_groups(&mut conn).await?;
+    let groups = duplicate_groups(&mut conn).await?;
     let mut out = std::io::stdout().lock();
     let surplus: usize = groups.iter().map(|g| g.ids.len() - 1).sum();
     if !args.apply {
@@ -118,17 +120,16 @@ async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome,
     let settings = TxSettings::from(config);
     let (mut merged, mut deleted, mut failed) = (0, 0, 0);
     for group in &groups {
-        match store::merge_duplicates(&mut conn, &settings, &group.key()).await {
+        match merge_duplicates(&mut conn, &settings, &group.key()).await {
             Ok(Some(merge)) => {
                 merged += 1;
                 for row in merge.deleted {
                     deleted += 1;
-                    let row = ProductBody::from(row);
                     if args.json {
                         #[derive(serde::Serialize)]
                         struct Deleted {
                             merged_into: i64,
-                            deleted: ProductBody,
+                            deleted: Product,
                         }
                         print_json(
                             &mut out,
@@ -150,13 +151,13 @@ async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome,
             Ok(None) => {}
             Err(e) => {
                 failed += 1;
-                let problem = ApiError::from(e);
+                let problem = ServiceError::from(e);
                 eprintln!("could not merge {:?}: {problem}", group.key());
             }
         }
     }
     out.flush()?;
-    let remaining = store::duplicate_key_groups(&mut conn).await?;
+    let remaining = duplicate_key_groups(&mut conn).await?;
     eprintln!(
         "merged {merged} keys, deleted {deleted} rows, {failed} failed; \
          {remaining} keys still have more than one row"

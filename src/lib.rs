@@ -2,22 +2,25 @@
 //! ever writing a duplicate, and without a unique constraint in the database.
 //!
 //! Each write takes a transaction-level advisory lock on the key before it reads the row; see
-//! `store` and the README's "How the lock works".
+//! [`store`] and the README's "How the lock works".
+//!
+//! The modules are layers, each importing only from the ones listed before it (an architecture
+//! test in `tests/api/architecture.rs` holds this):
+//! [`config`], [`telemetry`] -> [`domain`] -> [`db`] -> [`store`] -> [`service`] ->
+//! [`http`] and [`dedupe`] -> [`startup`].
 
 pub mod config;
-pub mod db;
-pub mod dedupe;
+pub mod telemetry;
+
 pub mod domain;
-pub mod embedded_pg;
-pub mod error;
-pub mod group_commit;
-pub mod key_gate;
-pub mod metrics;
-pub mod middleware;
-pub mod models;
-pub mod openapi;
-pub mod prepared;
-pub mod routes;
-pub mod schema;
-pub mod startup;
+
+pub mod db;
+
 pub mod store;
+
+pub mod service;
+
+pub mod dedupe;
+pub mod http;
+
+pub mod startup;

@@ -1,12 +1,12 @@
-//! The `product-service` binary: `serve` (the default) or `migrate`.
+//! The `product-service` binary: `serve` (the default), `migrate` or `dedupe`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use product_service::config::Config;
 use product_service::dedupe::{self, DedupeArgs, Outcome};
-use product_service::middleware::current_request_id;
 use product_service::startup::Application;
+use product_service::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +32,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.config.rust_log);
+    telemetry::init_logging(&cli.config.rust_log);
     let runtime = actix_web::rt::System::new();
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
@@ -64,27 +64,6 @@ fn exit_code(result: Result<(), String>) -> ExitCode {
 fn report_failure(message: &str) {
     log::error!("{message}");
     eprintln!("product-service: {message}");
-}
-
-/// env_logger with the filter from `RUST_LOG`; lines logged while serving a request carry its id.
-fn init_logging(filter: &str) {
-    use std::io::Write as _;
-    env_logger::Builder::new()
-        .parse_filters(filter)
-        .format(|buf, record| {
-            let timestamp = buf.timestamp_millis();
-            let level = record.level();
-            let target = record.target();
-            match current_request_id() {
-                Some(id) => writeln!(
-                    buf,
-                    "[{timestamp} {level:<5} {target}] request_id={id} {}",
-                    record.args()
-                ),
-                None => writeln!(buf, "[{timestamp} {level:<5} {target}] {}", record.args()),
-            }
-        })
-        .init();
 }
 
 async fn serve(config: Config) -> Result<(), String> {

@@ -7,7 +7,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use product_service::config::Config;
 use product_service::db;
-use product_service::embedded_pg::{Durability, EmbeddedPostgres};
+use product_service::db::embedded::{Durability, EmbeddedPostgres};
 use product_service::startup::Application;
 use serde_json::Value;
 

@@ -25,6 +25,7 @@ macro_rules! in_both_modes {
     )*};
 }
 
+mod architecture;
 mod binary;
 mod concurrency;
 mod dedupe;

@@ -202,7 +202,7 @@ impl EmbeddedPostgres {
         }
         let create_error =
             |e: &dyn std::fmt::Display| EmbeddedPgError::CreateDatabase(e.to_string());
-        let mut conn = crate::db::connect(&self.url("postgres"))
+        let mut conn = crate::db::connect::connect(&self.url("postgres"))
             .await
             .map_err(|e| create_error(&e))?;
         let found: Exists = diesel::sql_query(

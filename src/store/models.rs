@@ -1,17 +1,16 @@
-//! Rows of the `products` table and the shapes written to it.
+//! The row type of `products` and the changeset an update writes.
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde::Serialize;
 
-use crate::domain::{Price, ProductKey, ProductPatch};
-use crate::schema::products;
+use crate::db::schema::products;
+use crate::domain::{Price, Product, ProductKey, ProductPatch};
 
-/// A stored product.
+/// A row of `products`, as diesel reads it; the store hands out [`Product`]s.
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = products, check_for_backend(diesel::pg::Pg))]
-pub struct Product {
+pub struct ProductRow {
     pub id: i64,
     pub brand: String,
     pub serial: String,
@@ -24,48 +23,26 @@ pub struct Product {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Product {
+impl ProductRow {
     /// The natural key of this row.
     pub fn key(&self) -> ProductKey {
-        ProductKey {
-            brand: self.brand.clone(),
-            serial: self.serial.clone(),
-            manufacturer: self.manufacturer.clone(),
-        }
+        ProductKey::new(&self.brand, &self.serial, &self.manufacturer)
     }
 }
 
-/// A product as the API shows it: `price` as a decimal string, times in RFC 3339.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProductBody {
-    pub id: i64,
-    pub brand: String,
-    pub serial: String,
-    pub manufacturer: String,
-    pub name: String,
-    pub description: String,
-    /// Decimal string with two places.
-    #[schema(example = "12.34")]
-    pub price: String,
-    /// 1 on creation, +1 on every update.
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Product> for ProductBody {
-    fn from(p: Product) -> Self {
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
         Self {
-            id: p.id,
-            brand: p.brand,
-            serial: p.serial,
-            manufacturer: p.manufacturer,
-            name: p.name,
-            description: p.description,
-            price: Price::from_decimal(p.price).to_string(),
-            version: p.version,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
+            id: row.id,
+            brand: row.brand,
+            serial: row.serial,
+            manufacturer: row.manufacturer,
+            name: row.name,
+            description: row.description,
+            price: Price::from_decimal(row.price),
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         }
     }
 }

@@ -1,54 +1,37 @@
 //! One error type for every HTTP answer that is not a success, rendered as
 //! `application/problem+json` (RFC 9457).
 //!
-//! The mapping from cause to status lives here and nowhere else. A 500 says nothing of its cause
-//! to the client; the cause is logged once, here, when the response is built.
+//! The mapping from cause to status lives here and nowhere else: input errors and service errors
+//! become [`ApiError`]s by `From`, and [`ApiError`]'s `status_code` is the one `match`. A 500 says
+//! nothing of its cause to the client; the cause of a 500 or a 503 is logged once, here, when the
+//! response is built.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::middleware::current_request_id;
-use crate::store::StoreError;
+use crate::domain::{FieldErrors, InputError};
+use crate::service::readiness::NotReady;
+use crate::service::{ServiceError, Unavailable};
+use crate::telemetry::request_id::current_request_id;
 
-/// Validation messages by field name, in a stable order.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
-
-/// How long a client should wait before retrying after a 503.
+/// How long a client should wait before retrying after a 503 (the `Retry-After` header, in
+/// seconds; RFC 9110, section 10.2.3).
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Why the database could not serve a request right now (always a 503).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unavailable {
-    /// A lock was not granted within `LOCK_TIMEOUT_MS`.
-    LockTimeout,
-    /// A statement ran longer than `STATEMENT_TIMEOUT_MS`.
-    StatementTimeout,
-    /// No pooled connection was free within `DB_POOL_TIMEOUT_MS`.
-    PoolTimeout,
-    /// The database could not be reached or the connection broke.
-    Connection,
-    /// The database reported a transient conflict (deadlock, serialization failure, shutdown).
-    Transient,
-    /// A key change kept racing with other writers; retrying later will succeed.
-    Contention,
-}
-
-impl Unavailable {
-    fn detail(self) -> &'static str {
-        match self {
-            Self::LockTimeout => {
-                "another request holds this product's lock; it was not released within LOCK_TIMEOUT_MS"
-            }
-            Self::StatementTimeout => "the database did not finish within STATEMENT_TIMEOUT_MS",
-            Self::PoolTimeout => "no database connection became free within DB_POOL_TIMEOUT_MS",
-            Self::Connection => "the database is unreachable",
-            Self::Transient => "the database reported a transient failure",
-            Self::Contention => "the product kept changing under concurrent writers",
+/// The `detail` of a 503 for `why`.
+fn unavailable_detail(why: Unavailable) -> &'static str {
+    match why {
+        Unavailable::LockTimeout => {
+            "another request holds this product's lock; it was not released within LOCK_TIMEOUT_MS"
         }
+        Unavailable::StatementTimeout => "the database did not finish within STATEMENT_TIMEOUT_MS",
+        Unavailable::PoolTimeout => "no database connection became free within DB_POOL_TIMEOUT_MS",
+        Unavailable::Connection => "the database is unreachable",
+        Unavailable::Transient => "the database reported a transient failure",
+        Unavailable::Contention => "the product kept changing under concurrent writers",
     }
 }
 
@@ -75,8 +58,12 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("another product (id {existing_id}) already has this brand, serial and manufacturer")]
     KeyConflict { existing_id: i64 },
-    #[error("service unavailable: {0:?}")]
-    Unavailable(Unavailable),
+    #[error("service unavailable: {why:?}")]
+    Unavailable {
+        why: Unavailable,
+        /// What the database or pool said: logged, never sent.
+        cause: Option<String>,
+    },
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("internal error: {0}")]
@@ -147,7 +134,7 @@ impl ApiError {
             Self::KeyConflict { .. } => {
                 ("urn:product-service:problem:key-conflict", "Key conflict")
             }
-            Self::Unavailable(_) => (
+            Self::Unavailable { .. } => (
                 "urn:product-service:problem:unavailable",
                 "Service Unavailable",
             ),
@@ -165,7 +152,7 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 "the request body must be sent as Content-Type: application/json".to_owned()
             }
-            Self::Unavailable(why) => why.detail().to_owned(),
+            Self::Unavailable { why, .. } => unavailable_detail(*why).to_owned(),
             Self::Internal(_) => "the server failed to handle this request".to_owned(),
             other => other.to_string(),
         }
@@ -184,7 +171,7 @@ impl ResponseError for ApiError {
             Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::KeyConflict { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -193,7 +180,10 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         match self {
             Self::Internal(cause) => log::error!("internal error: {cause}"),
-            Self::Unavailable(why) => log::warn!("answering 503: {why:?}"),
+            Self::Unavailable { why, cause } => match cause {
+                Some(cause) => log::warn!("answering 503 ({why:?}): {cause}"),
+                None => log::warn!("answering 503 ({why:?})"),
+            },
             _ => {}
         }
         let (kind, title) = self.kind();
@@ -215,7 +205,7 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         match self {
-            Self::Unavailable(_) | Self::NotReady(_) => {
+            Self::Unavailable { .. } | Self::NotReady(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string()));
             }
             Self::MethodNotAllowed { allow } => {
@@ -227,51 +217,29 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<InputError> for ApiError {
+    fn from(error: InputError) -> Self {
         match error {
-            StoreError::NotFound => Self::ProductNotFound,
-            StoreError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
-            StoreError::KeyKeptMoving => Self::Unavailable(Unavailable::Contention),
-            StoreError::Database(e) => classify_database_error(&e)
-                .map(Self::Unavailable)
-                .unwrap_or_else(|| Self::Internal(format!("database error: {e}"))),
+            InputError::MalformedJson(message) => Self::MalformedJson(message),
+            InputError::NotAnObject => Self::NotAnObject,
+            InputError::Invalid(errors) => Self::Validation(errors),
         }
     }
 }
 
-/// Sorts a diesel error into the transient faults that deserve a 503, or `None` for a bug.
-///
-/// diesel does not expose the SQLSTATE, so timeouts are recognised by PostgreSQL's message text.
-/// Every connection asks for untranslated messages (`lc_messages = 'C'`, see `db.rs`) so that the
-/// text does not depend on the server's language.
-pub fn classify_database_error(error: &diesel::result::Error) -> Option<Unavailable> {
-    use diesel::result::{DatabaseErrorKind as Kind, Error};
-    match error {
-        Error::DatabaseError(kind, info) => match kind {
-            Kind::ClosedConnection | Kind::UnableToSendCommand => Some(Unavailable::Connection),
-            Kind::SerializationFailure => Some(Unavailable::Transient),
-            _ => {
-                let message = info.message();
-                if message.contains("lock timeout") {
-                    Some(Unavailable::LockTimeout)
-                } else if message.contains("statement timeout") {
-                    Some(Unavailable::StatementTimeout)
-                } else if message.contains("terminating connection")
-                    || message.contains("the database system is")
-                {
-                    // The server ended the session (shutdown, restart, pg_terminate_backend).
-                    Some(Unavailable::Connection)
-                } else if message.contains("deadlock detected")
-                    || message.contains("due to conflict with recovery")
-                {
-                    Some(Unavailable::Transient)
-                } else {
-                    None
-                }
-            }
-        },
-        Error::BrokenTransactionManager => Some(Unavailable::Connection),
-        _ => None,
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => Self::ProductNotFound,
+            ServiceError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
+            ServiceError::Unavailable { why, cause } => Self::Unavailable { why, cause },
+            ServiceError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<NotReady> for ApiError {
+    fn from(error: NotReady) -> Self {
+        Self::NotReady(error.0)
     }
 }

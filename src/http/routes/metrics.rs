@@ -2,17 +2,21 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::problem::ApiError;
+use crate::http::state::AppState;
 
 /// Prometheus metrics (text format 0.0.4).
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", body = String,
-        content_type = "text/plain; version=0.0.4")))]
+        content_type = "text/plain; version=0.0.4"))
+)]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let text = state
         .metrics
-        .render(&state.pool)
+        .render(state.service.pool_status())
         .map_err(|e| ApiError::Internal(format!("metrics encoding: {e}")))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

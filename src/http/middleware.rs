@@ -2,7 +2,7 @@
 //!
 //! The request id comes from `X-Request-Id` when it is printable ASCII of at most 128
 //! characters, else a fresh UUID. It is echoed on the response, set for the duration of the
-//! request in a task-local (so every log line and problem+json body of the request carries it),
+//! request in the task-local of `telemetry::request_id` (so every log line and problem+json body of the request carries it),
 //! and written in the access-log line.
 
 use std::time::Instant;
@@ -13,7 +13,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use crate::startup::AppState;
+use crate::http::state::AppState;
+use crate::telemetry::request_id::{within_request, within_request_sync};
 
 /// The request-id header, read and echoed.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -21,32 +22,6 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const MAX_REQUEST_ID_CHARS: usize = 128;
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-/// Runs `work` as part of request `id` (for work done for a request on another task, such as a
-/// group-commit batch), so that its log lines carry the id.
-pub async fn within_request<F: Future>(id: Option<String>, work: F) -> F::Output {
-    match id {
-        Some(id) => REQUEST_ID.scope(id, work).await,
-        None => work.await,
-    }
-}
-
-/// [`within_request`] for synchronous work.
-pub fn within_request_sync<R>(id: Option<String>, work: impl FnOnce() -> R) -> R {
-    match id {
-        Some(id) => REQUEST_ID.sync_scope(id, work),
-        None => work(),
-    }
-}
 
 fn acceptable(id: &str) -> bool {
     !id.is_empty()
@@ -71,7 +46,7 @@ pub async fn observe(
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
 
-    let mut response = REQUEST_ID.scope(id.clone(), next.call(req)).await?;
+    let mut response = within_request(Some(id.clone()), next.call(req)).await?;
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -86,7 +61,7 @@ pub async fn observe(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let path = response.request().path().to_owned();
-    REQUEST_ID.sync_scope(id, || {
+    within_request_sync(Some(id), || {
         log::info!(
             target: "access",
             "{method} {route} {status} {:.2}ms path={path}",

@@ -71,11 +71,7 @@ mod tests {
     use super::*;
 
     fn key(serial: &str) -> ProductKey {
-        ProductKey {
-            brand: "b".into(),
-            serial: serial.into(),
-            manufacturer: "m".into(),
-        }
+        ProductKey::new("b", serial, "m")
     }
 
     #[tokio::test]

@@ -16,32 +16,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::domain::ProductInput;
-use crate::error::{ApiError, Unavailable};
-use crate::metrics::UpsertOutcome;
-use crate::middleware::{current_request_id, within_request, within_request_sync};
-use crate::startup::AppState;
-use crate::store::{self, Upserted};
-
-/// A committed upsert.
-#[derive(Debug)]
-pub struct Committed {
-    pub upserted: Upserted,
-    /// From queueing the request to holding its key's lock (`None` in test builds without it).
-    pub lock_wait: Option<Duration>,
-}
+use crate::service::error::{ServiceError, Unavailable};
+use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
+use crate::store;
+use crate::telemetry::request_id::{current_request_id, within_request, within_request_sync};
 
 struct Job {
     input: ProductInput,
     /// The id of the request that queued it, for the log lines written on its behalf.
     request_id: Option<String>,
     queued: Instant,
-    reply: oneshot::Sender<Result<Committed, ApiError>>,
-}
-
-/// The queue in front of the committer tasks.
-#[derive(Debug, Clone)]
-pub struct GroupCommit {
-    queue: mpsc::Sender<Job>,
+    reply: oneshot::Sender<Result<Committed, ServiceError>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -52,14 +37,21 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The queue in front of the committer tasks.
+#[derive(Debug, Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
 impl GroupCommit {
-    /// Starts `workers` committer tasks on the current runtime, using `state`'s pool.
-    pub fn start(state: AppState, workers: usize, max_batch: usize) -> Self {
+    /// Starts `workers` committer tasks on the current runtime, applying upserts with `writer`,
+    /// at most `max_batch` in one transaction.
+    pub fn start(writer: Writer, workers: usize, max_batch: usize) -> Self {
         let (queue, receiver) = mpsc::channel(max_batch.max(1) * workers.max(1) * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..workers.max(1) {
             tokio::spawn(committer(
-                state.clone(),
+                writer.clone(),
                 Arc::clone(&receiver),
                 max_batch.max(1),
             ));
@@ -68,7 +60,11 @@ impl GroupCommit {
     }
 
     /// Queues `input` and waits until the transaction that applied it has committed.
-    pub async fn submit(&self, input: ProductInput) -> Result<Committed, ApiError> {
+    ///
+    /// # Errors
+    /// The batch's [`ServiceError`]; [`Unavailable::LockTimeout`] when it waited in the queue
+    /// past `LOCK_TIMEOUT_MS`; [`ServiceError::Internal`] if the committers are gone.
+    pub async fn submit(&self, input: ProductInput) -> Result<Committed, ServiceError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             input,
@@ -79,14 +75,14 @@ impl GroupCommit {
         self.queue
             .send(job)
             .await
-            .map_err(|_| ApiError::Internal("the group-commit queue is closed".to_owned()))?;
+            .map_err(|_| ServiceError::Internal("the group-commit queue is closed".to_owned()))?;
         answer.await.map_err(|_| {
-            ApiError::Internal("a group-commit task ended without answering".to_owned())
+            ServiceError::Internal("a group-commit task ended without answering".to_owned())
         })?
     }
 }
 
-async fn committer(state: AppState, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+async fn committer(writer: Writer, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
     loop {
         let mut batch = Vec::new();
         {
@@ -103,20 +99,22 @@ async fn committer(state: AppState, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, m
                 }
             }
         }
-        commit(&state, batch).await;
+        commit(&writer, batch).await;
     }
 }
 
 /// Applies `batch` in one transaction, or one by one if that fails.
-async fn commit(state: &AppState, batch: Vec<Job>) {
+async fn commit(writer: &Writer, batch: Vec<Job>) {
     // Waiting in the queue counts against LOCK_TIMEOUT_MS like any lock wait: a request that
     // waited that long is answered 503 and never started, so no wait is unbounded.
-    let lock_timeout = Duration::from_millis(state.settings.lock_timeout_ms);
+    let lock_timeout = Duration::from_millis(writer.settings.lock_timeout_ms);
     let (batch, expired): (Vec<Job>, Vec<Job>) = batch
         .into_iter()
         .partition(|job| job.queued.elapsed() < lock_timeout);
     for job in expired {
-        let error = state.count_db_error(ApiError::Unavailable(Unavailable::LockTimeout));
+        let error = writer
+            .runner
+            .count(ServiceError::unavailable(Unavailable::LockTimeout));
         let _ = job.reply.send(Err(error));
     }
     if batch.is_empty() {
@@ -124,17 +122,18 @@ async fn commit(state: &AppState, batch: Vec<Job>) {
     }
     let inputs: Vec<&ProductInput> = batch.iter().map(|job| &job.input).collect();
     let started = Instant::now();
-    let result = state
-        .with_conn(async |conn| store::upsert_batch(conn, &state.settings, &inputs).await)
+    let result = writer
+        .runner
+        .run(async |conn| store::upsert_batch(conn, &writer.settings, &inputs).await)
         .await;
     let elapsed = started.elapsed();
     match result {
         Ok((outcomes, lock_wait)) => {
-            for (job, (upserted, copies)) in batch.into_iter().zip(outcomes) {
+            for (job, upserted) in batch.into_iter().zip(outcomes) {
                 within_request_sync(job.request_id.clone(), || {
-                    store::warn_if_duplicated(&job.input.key, copies, id_of(&upserted));
+                    warn_if_duplicated(&job.input, &upserted);
                 });
-                state.metrics.observe_upsert(outcome_of(&upserted), elapsed);
+                writer.record(Some(&upserted), elapsed);
                 let lock_wait =
                     lock_wait.map(|held| started.saturating_duration_since(job.queued) + held);
                 let _ = job.reply.send(Ok(Committed {
@@ -145,8 +144,8 @@ async fn commit(state: &AppState, batch: Vec<Job>) {
         }
         Err(error) if batch.len() == 1 || !worth_retrying(&error) => {
             for job in batch {
-                state.metrics.observe_upsert(UpsertOutcome::Failed, elapsed);
-                let _ = job.reply.send(Err(same_error(&error)));
+                writer.record(None, elapsed);
+                let _ = job.reply.send(Err(error.clone()));
             }
         }
         Err(error) => {
@@ -155,54 +154,21 @@ async fn commit(state: &AppState, batch: Vec<Job>) {
                 batch.len()
             );
             for job in batch {
-                let started = Instant::now();
-                let retry = state
-                    .with_conn(async |conn| store::upsert(conn, &state.settings, &job.input).await);
-                let result = within_request(job.request_id.clone(), retry).await;
-                let elapsed = started.elapsed();
-                let answer = result.map(|(upserted, lock_wait)| {
-                    let lock_wait =
-                        lock_wait.map(|held| started.saturating_duration_since(job.queued) + held);
-                    Committed {
-                        upserted,
-                        lock_wait,
-                    }
-                });
-                let outcome = answer
-                    .as_ref()
-                    .map_or(UpsertOutcome::Failed, |c| outcome_of(&c.upserted));
-                state.metrics.observe_upsert(outcome, elapsed);
+                let retry = writer.upsert_one(&job.input, job.queued);
+                let answer = within_request(job.request_id.clone(), retry).await;
                 let _ = job.reply.send(answer);
             }
         }
     }
 }
 
-fn id_of(upserted: &Upserted) -> i64 {
-    match upserted {
-        Upserted::Created(product) | Upserted::Updated(product) => product.id,
-    }
-}
-
-fn outcome_of(upserted: &Upserted) -> UpsertOutcome {
-    match upserted {
-        Upserted::Created(_) => UpsertOutcome::Created,
-        Upserted::Updated(_) => UpsertOutcome::Updated,
-    }
-}
-
 /// Whether the upserts of a failed batch may succeed alone: not when the database is away.
-fn worth_retrying(error: &ApiError) -> bool {
+fn worth_retrying(error: &ServiceError) -> bool {
     !matches!(
         error,
-        ApiError::Unavailable(Unavailable::Connection | Unavailable::PoolTimeout)
+        ServiceError::Unavailable {
+            why: Unavailable::Connection | Unavailable::PoolTimeout,
+            ..
+        }
     )
-}
-
-/// The error to give each request of a failed batch.
-fn same_error(error: &ApiError) -> ApiError {
-    match error {
-        ApiError::Unavailable(why) => ApiError::Unavailable(*why),
-        other => ApiError::Internal(other.to_string()),
-    }
 }

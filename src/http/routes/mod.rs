@@ -17,10 +17,11 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::error::ApiError;
+use crate::http::problem::ApiError;
 
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod products;
 
 /// Registers every route.
@@ -43,7 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     cfg.route("/healthz", web::get().to(health::healthz));
     cfg.route("/readyz", web::get().to(health::readyz));
-    cfg.route("/openapi.json", web::get().to(crate::openapi::openapi_json));
+    cfg.route("/openapi.json", web::get().to(openapi::openapi_json));
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::RouteNotFound)
     }));

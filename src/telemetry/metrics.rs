@@ -11,8 +11,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::db::DbPool;
-use crate::error::Unavailable;
+use deadpool::Status as PoolStatus;
 
 /// Request latency buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -53,17 +52,6 @@ pub enum DbErrorKind {
     StatementTimeout,
     Connection,
     Other,
-}
-
-impl From<Unavailable> for DbErrorKind {
-    fn from(why: Unavailable) -> Self {
-        match why {
-            Unavailable::LockTimeout => Self::LockTimeout,
-            Unavailable::StatementTimeout => Self::StatementTimeout,
-            Unavailable::Connection | Unavailable::PoolTimeout => Self::Connection,
-            Unavailable::Transient | Unavailable::Contention => Self::Other,
-        }
-    }
 }
 
 /// Registers a freshly defined metric and hands it back (definitions are static: a failure is a
@@ -266,9 +254,9 @@ impl Metrics {
         self.duplicate_scan_timestamp.set(now);
     }
 
-    /// The exposition text, with the pool gauges read now.
-    pub fn render(&self, pool: &DbPool) -> Result<String, prometheus::Error> {
-        let status = pool.status();
+    /// The exposition text (Prometheus text format 0.0.4), with the pool gauges set from
+    /// `status`, read by the caller just before.
+    pub fn render(&self, status: PoolStatus) -> Result<String, prometheus::Error> {
         let in_use = status.size.saturating_sub(status.available);
         self.pool_connections
             .with_label_values(&["idle"])

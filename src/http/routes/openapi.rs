@@ -4,7 +4,8 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use crate::routes::{health, metrics, products};
+use crate::http::problem::Problem;
+use crate::http::routes::{health, metrics, products};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -27,6 +28,7 @@ use crate::routes::{health, metrics, products};
         metrics::metrics,
         openapi_json,
     ),
+    components(schemas(Problem)),
     tags(
         (name = "products", description = "The product resource"),
         (name = "operations", description = "Probes, metrics and this document"),
@@ -35,8 +37,12 @@ use crate::routes::{health, metrics, products};
 pub struct ApiDoc;
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+)]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }

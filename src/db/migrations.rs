@@ -1,0 +1,76 @@
+//! The embedded migrations: running them, and asking whether the newest is applied.
+
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::db::connect::connect;
+use crate::db::error::DbSetupError;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The version of the newest embedded migration (what `/readyz` expects to find applied).
+pub fn latest_migration_version() -> String {
+    let migrations = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .unwrap_or_default();
+    migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .max()
+        .unwrap_or_default()
+}
+
+/// Session-level advisory lock held while migrating, so instances starting together take turns.
+/// (A constant outside the range `product_lock_key` is likely to hit is not needed: a collision
+/// would only make one upsert wait for a migration.)
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x7072_6f64_7563_7473; // "products"
+
+/// Runs every pending embedded migration, under a session advisory lock of its own.
+///
+/// Runs on a blocking thread through `AsyncConnectionWrapper` (diesel's migration harness is
+/// synchronous), so it works from any async runtime.
+pub async fn run_migrations(url: &str) -> Result<Vec<String>, DbSetupError> {
+    let conn = connect(url).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
+        let lock =
+            diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY);
+        diesel::RunQueryDsl::execute(lock, &mut conn)?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| DbSetupError::Migration(e.to_string()));
+        // Closing the connection would release the lock too; unlocking says so explicitly.
+        let unlock = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY);
+        diesel::RunQueryDsl::execute(unlock, &mut conn)?;
+        applied
+    })
+    .await
+    .map_err(|e| DbSetupError::Migration(format!("migration thread failed: {e}")))?
+}
+
+/// Whether the migration `version` is recorded as applied.
+///
+/// # Errors
+/// The database error of the query.
+pub async fn migration_applied(
+    conn: &mut AsyncPgConnection,
+    version: &str,
+) -> diesel::QueryResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = Bool)]
+        applied: bool,
+    }
+    let row: Applied = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM __diesel_schema_migrations WHERE version = $1) AS applied",
+    )
+    .bind::<Text, _>(version)
+    .get_result(conn)
+    .await?;
+    Ok(row.applied)
+}

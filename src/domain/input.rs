@@ -1,0 +1,236 @@
+//! Reading product bodies: presence, `null`, JSON types and unknown fields first, then lengths
+//! and characters with `validator`. Every problem of a body is reported, by field name.
+
+use serde_json::{Map, Value};
+use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
+
+use crate::domain::price::Price;
+
+/// Validation messages by field name, in a stable order.
+pub type FieldErrors = std::collections::BTreeMap<String, Vec<String>>;
+
+/// Why a request's input was refused (the HTTP layer answers 400 with a problem+json body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The body is not JSON at all.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The body is JSON, but not an object.
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+    /// Some fields (or query parameters) are missing or invalid: messages by name.
+    #[error("invalid input")]
+    Invalid(FieldErrors),
+}
+
+impl InputError {
+    /// A validation error on one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(FieldErrors::from([(
+            field.to_owned(),
+            vec![message.into()],
+        )]))
+    }
+}
+
+/// Longest brand, serial, manufacturer or name, in characters.
+pub const MAX_KEY_CHARS: u64 = 255;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: u64 = 10_000;
+
+/// Every field a product body may carry.
+pub const FIELDS: [&str; 6] = [
+    "brand",
+    "serial",
+    "manufacturer",
+    "name",
+    "description",
+    "price",
+];
+/// The fields POST and PUT require.
+pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name"];
+
+/// The typed body, checked by `validator` after the JSON-level checks.
+#[derive(Debug, Validate)]
+pub(crate) struct ProductFields {
+    #[validate(
+        custom(function = "single_line_text"),
+        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+    )]
+    pub(crate) brand: Option<String>,
+    #[validate(
+        custom(function = "single_line_text"),
+        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+    )]
+    pub(crate) serial: Option<String>,
+    #[validate(
+        custom(function = "single_line_text"),
+        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+    )]
+    pub(crate) manufacturer: Option<String>,
+    #[validate(
+        custom(function = "single_line_text"),
+        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+    )]
+    pub(crate) name: Option<String>,
+    #[validate(
+        length(max = MAX_DESCRIPTION_CHARS, message = "must be at most 10000 characters"),
+        custom(function = "no_nul")
+    )]
+    pub(crate) description: Option<String>,
+    pub(crate) price: Option<Price>,
+}
+
+/// Key fields and name: not blank, and no control characters (NUL, tab, newline, DEL, C1).
+fn single_line_text(value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::new("blank").with_message("must not be blank".into()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::new("control_character")
+            .with_message("must not contain control characters".into()));
+    }
+    Ok(())
+}
+
+fn no_nul(value: &str) -> Result<(), ValidationError> {
+    // PostgreSQL text cannot hold U+0000.
+    if value.contains('\0') {
+        return Err(
+            ValidationError::new("nul").with_message("must not contain NUL (U+0000)".into())
+        );
+    }
+    Ok(())
+}
+
+/// Which fields a body must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// POST and PUT: the key fields and name are required.
+    Full,
+    /// PATCH: every field is optional.
+    Partial,
+}
+
+/// Reads typed fields out of a JSON object, collecting every problem by field name.
+pub(crate) struct FieldReader {
+    object: Map<String, Value>,
+    errors: FieldErrors,
+    presence: Presence,
+}
+
+impl FieldReader {
+    /// Parses `body` as a JSON object whose fields are read according to `presence`.
+    pub(crate) fn new(body: &[u8], presence: Presence) -> Result<Self, InputError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
+        let Value::Object(object) = value else {
+            return Err(InputError::NotAnObject);
+        };
+        Ok(Self {
+            object,
+            errors: FieldErrors::new(),
+            presence,
+        })
+    }
+
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// Takes `field` out of the object; `None` if absent (an error if required) or `null`.
+    fn take(&mut self, field: &str, required: bool) -> Option<Value> {
+        match self.object.remove(field) {
+            None => {
+                if required && self.presence == Presence::Full {
+                    self.error(field, "is required");
+                }
+                None
+            }
+            Some(Value::Null) => {
+                self.error(field, "must not be null");
+                None
+            }
+            Some(value) => Some(value),
+        }
+    }
+
+    fn string(&mut self, field: &str, required: bool) -> Option<String> {
+        match self.take(field, required)? {
+            Value::String(s) => Some(s),
+            _ => {
+                self.error(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A key field: a string, trimmed of whitespace at both ends.
+    fn key_part(&mut self, field: &str) -> Option<String> {
+        self.string(field, true).map(|s| s.trim().to_owned())
+    }
+
+    fn price(&mut self) -> Option<Price> {
+        let text = match self.take("price", false)? {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            _ => {
+                self.error("price", "must be a decimal string or a number");
+                return None;
+            }
+        };
+        match Price::parse(&text) {
+            Ok(price) => Some(price),
+            Err(message) => {
+                self.error("price", message);
+                None
+            }
+        }
+    }
+
+    /// Reads every field, then reports unknown ones and validates the rest.
+    pub(crate) fn finish(mut self) -> Result<ProductFields, InputError> {
+        let fields = ProductFields {
+            brand: self.key_part("brand"),
+            serial: self.key_part("serial"),
+            manufacturer: self.key_part("manufacturer"),
+            name: self.string("name", true),
+            description: self.string("description", false),
+            price: self.price(),
+        };
+        let unknown: Vec<String> = self.object.keys().cloned().collect();
+        for field in unknown {
+            self.error(
+                &field,
+                format!("unknown field; expected one of: {}", FIELDS.join(", ")),
+            );
+        }
+        if let Err(errors) = fields.validate() {
+            merge_validation_errors(&mut self.errors, errors);
+        }
+        if self.errors.is_empty() {
+            Ok(fields)
+        } else {
+            Err(InputError::Invalid(self.errors))
+        }
+    }
+}
+
+fn merge_validation_errors(into: &mut FieldErrors, errors: ValidationErrors) {
+    for (field, kind) in errors.into_errors() {
+        if let ValidationErrorsKind::Field(list) = kind {
+            let messages = into.entry(field.into_owned()).or_default();
+            for error in list {
+                let message = error
+                    .message
+                    .map_or_else(|| error.code.into_owned(), |m| m.into_owned());
+                if !messages.contains(&message) {
+                    messages.push(message);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Handlers of `/products`: each parses the request completely (before any database work), makes
+//! one service call and renders its answer.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use crate::domain::{InputError, ListParams, ListQuery, Product, ProductInput, ProductPatch};
+use crate::http::extract::{JsonBody, ProductId};
+use crate::http::problem::ApiError;
+use crate::http::schemas::{
+    InvalidBody, InvalidQuery, KeyConflict, NotFound, NotJson, Page, ProductBody,
+    ProductPatchRequest, ProductRequest, TooLarge, Unavailable,
+};
+use crate::http::state::AppState;
+
+/// `POST /products`: create (201, `Location`) or update (200) the product with this key.
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "products",
+    request_body(content = ProductRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ProductBody,
+            headers(("Location" = String, description = "/products/{id} of the new product"))),
+        (status = 200, description = "Updated the product that has this key", body = ProductBody),
+        InvalidBody, TooLarge, NotJson, Unavailable,
+    )
+)]
+pub async fn upsert(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let input = ProductInput::from_json(&body.0)?;
+    let upserted = state.service.upsert(input).await?;
+    let product = &upserted.product;
+    Ok(if upserted.created {
+        HttpResponse::Created()
+            .insert_header((header::LOCATION, format!("/products/{}", product.id)))
+            .json(product)
+    } else {
+        HttpResponse::Ok().json(product)
+    })
+}
+
+/// `GET /products/{id}`.
+#[utoipa::path(
+    get,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i64, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductBody),
+        NotFound, Unavailable,
+    )
+)]
+pub async fn get(state: web::Data<AppState>, id: ProductId) -> Result<HttpResponse, ApiError> {
+    let product = state.service.get(id.0).await?;
+    Ok(HttpResponse::Ok().json(product))
+}
+
+/// `PUT /products/{id}`: replaces every writable field; omitted optional ones return to their
+/// defaults.
+#[utoipa::path(
+    put,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i64, Path, description = "Product id")),
+    request_body(content = ProductRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The replaced product", body = ProductBody),
+        InvalidBody, NotFound, KeyConflict, TooLarge, NotJson, Unavailable,
+    )
+)]
+pub async fn replace(
+    state: web::Data<AppState>,
+    body: JsonBody,
+    id: ProductId,
+) -> Result<HttpResponse, ApiError> {
+    update(&state, &body, id, ProductPatch::replacing_from_json).await
+}
+
+/// `PATCH /products/{id}`: changes only the fields it names.
+#[utoipa::path(
+    patch,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i64, Path, description = "Product id")),
+    request_body(content = ProductPatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed product", body = ProductBody),
+        InvalidBody, NotFound, KeyConflict, TooLarge, NotJson, Unavailable,
+    )
+)]
+pub async fn patch(
+    state: web::Data<AppState>,
+    body: JsonBody,
+    id: ProductId,
+) -> Result<HttpResponse, ApiError> {
+    update(&state, &body, id, ProductPatch::from_json).await
+}
+
+/// PUT and PATCH: the body parsed by `parse` into a patch, applied to product `id`.
+async fn update(
+    state: &AppState,
+    body: &JsonBody,
+    id: ProductId,
+    parse: fn(&[u8]) -> Result<ProductPatch, InputError>,
+) -> Result<HttpResponse, ApiError> {
+    let patch = parse(&body.0)?;
+    let product = state.service.update(id.0, &patch).await?;
+    Ok(HttpResponse::Ok().json(product))
+}
+
+/// `DELETE /products/{id}`: 204, or 404 if there was none.
+#[utoipa::path(
+    delete,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i64, Path, description = "Product id")),
+    responses((status = 204, description = "Deleted"), NotFound, Unavailable)
+)]
+pub async fn delete(state: web::Data<AppState>, id: ProductId) -> Result<HttpResponse, ApiError> {
+    state.service.delete(id.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The body of `GET /products` (described by [`Page`]).
+#[derive(Serialize)]
+struct PageBody {
+    items: Vec<Product>,
+    next: Option<String>,
+}
+
+/// `GET /products?brand=&serial=&manufacturer=&limit=&after=`: one page in id order, with the
+/// URL of the next page (or `null` on the last).
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "products",
+    params(
+        ("brand" = Option<String>, Query, description = "Exact brand (trimmed)"),
+        ("serial" = Option<String>, Query, description = "Exact serial (trimmed)"),
+        ("manufacturer" = Option<String>, Query, description = "Exact manufacturer (trimmed)"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 500, default 50"),
+        ("after" = Option<i64>, Query, description = "Only products with a greater id"),
+    ),
+    responses(
+        (status = 200, description = "One page, in id order", body = Page),
+        InvalidQuery, Unavailable,
+    )
+)]
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params: ListParams = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let query = params.parse()?;
+    let page_size = query.limit;
+    // One row more than the page tells whether there is a next page.
+    let fetch = ListQuery {
+        limit: page_size + 1,
+        ..query
+    };
+    let mut items = state.service.list(&fetch).await?;
+    let next = if items.len() as i64 > page_size {
+        items.truncate(page_size as usize);
+        items.last().map(|last| {
+            let next = params.next_page(page_size, last.id);
+            format!(
+                "/products?{}",
+                serde_urlencoded::to_string(&next).unwrap_or_default()
+            )
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(PageBody { items, next }))
+}

@@ -1,0 +1,15 @@
+//! [`AppState`]: what every handler shares, passed explicitly as actix app data (never global).
+
+use crate::service::ProductService;
+use crate::telemetry::metrics::Metrics;
+
+/// The state every handler and the middleware read.
+#[derive(Clone)]
+pub struct AppState {
+    /// Every product operation.
+    pub service: ProductService,
+    /// The Prometheus instruments (the middleware counts requests in them).
+    pub metrics: Metrics,
+    /// Largest accepted request body, in bytes (`MAX_BODY_BYTES`).
+    pub max_body_bytes: u64,
+}

@@ -1,0 +1,149 @@
+//! [`ProductService`]: every operation on products, each one call for the HTTP layer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::db::DbPool;
+use crate::domain::{ListQuery, Product, ProductInput, ProductPatch};
+use crate::service::error::{ServiceError, Unavailable};
+use crate::service::group_commit::GroupCommit;
+use crate::service::key_gate::KeyGate;
+use crate::service::readiness::{self, NotReady};
+use crate::service::runner::Runner;
+use crate::service::upsert::{Committed, Writer};
+use crate::store::{self, TxSettings, Upserted};
+use crate::telemetry::metrics::Metrics;
+
+/// The product operations, with the write pipeline behind them. Cheap to clone.
+#[derive(Clone)]
+pub struct ProductService {
+    writer: Writer,
+    /// One request per key at a time into the database (`GROUP_COMMIT=false`).
+    key_gate: Arc<KeyGate>,
+    /// The group-commit queue, when `GROUP_COMMIT` is on.
+    group_commit: Option<GroupCommit>,
+}
+
+impl ProductService {
+    /// The service on `pool`, configured by `config`, reporting to `metrics`. With
+    /// `GROUP_COMMIT` on, starts the committer tasks on the current runtime.
+    pub fn start(pool: DbPool, config: &Config, metrics: Metrics) -> Self {
+        let writer = Writer {
+            runner: Runner::new(pool, metrics.clone(), config.db_deadline()),
+            settings: TxSettings::from(config),
+            metrics,
+        };
+        let group_commit = config.group_commit.then(|| {
+            GroupCommit::start(
+                writer.clone(),
+                config.group_commit_workers as usize,
+                config.group_commit_max_batch as usize,
+            )
+        });
+        Self {
+            writer,
+            key_gate: Arc::default(),
+            group_commit,
+        }
+    }
+
+    /// The pool's current state (for the pool gauges).
+    pub fn pool_status(&self) -> deadpool::Status {
+        self.writer.runner.pool().status()
+    }
+
+    /// Creates the product with `input.key`, or updates the one that has it.
+    ///
+    /// # Errors
+    /// [`ServiceError::Unavailable`] when a lock, the pool or the database is not available in
+    /// time (nothing written); [`ServiceError::Internal`] on a bug.
+    pub async fn upsert(&self, input: ProductInput) -> Result<Upserted, ServiceError> {
+        let committed = match &self.group_commit {
+            Some(group) => group.submit(input).await?,
+            None => self.upsert_alone(&input).await?,
+        };
+        if let Some(lock_wait) = committed.lock_wait {
+            self.writer.metrics.observe_lock_wait(lock_wait);
+        }
+        Ok(committed.upserted)
+    }
+
+    /// The single-request path (`GROUP_COMMIT=false`): one transaction per upsert, behind this
+    /// instance's other requests for the same key.
+    async fn upsert_alone(&self, input: &ProductInput) -> Result<Committed, ServiceError> {
+        // Queue without holding a connection; the wait counts as lock wait and is bounded by the
+        // same LOCK_TIMEOUT_MS.
+        let entered = Instant::now();
+        let lock_timeout = Duration::from_millis(self.writer.settings.lock_timeout_ms);
+        let _pass = tokio::time::timeout(lock_timeout, self.key_gate.enter(&input.key))
+            .await
+            .map_err(|_| {
+                let error = ServiceError::unavailable(Unavailable::LockTimeout);
+                self.writer.runner.count(error)
+            })?;
+        self.writer.upsert_one(input, entered).await
+    }
+
+    /// The product `id`.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`], or the database fault.
+    pub async fn get(&self, id: i64) -> Result<Product, ServiceError> {
+        self.writer
+            .runner
+            .run(async |conn| Ok(store::products::find(conn, id).await?))
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// One page of products in id order.
+    ///
+    /// # Errors
+    /// The database fault.
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<Product>, ServiceError> {
+        self.writer
+            .runner
+            .run(async |conn| Ok(store::products::list(conn, query).await?))
+            .await
+    }
+
+    /// Applies `patch` to the product `id` (PUT and PATCH both come here).
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`]; [`ServiceError::KeyConflict`] when another product holds the
+    /// new key; [`ServiceError::Unavailable`] as for [`Self::upsert`].
+    pub async fn update(&self, id: i64, patch: &ProductPatch) -> Result<Product, ServiceError> {
+        let settings = &self.writer.settings;
+        self.writer
+            .runner
+            .run(async |conn| store::products::update(conn, settings, id, patch).await)
+            .await
+    }
+
+    /// Deletes the product `id`.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] if there was none, or the database fault.
+    pub async fn delete(&self, id: i64) -> Result<(), ServiceError> {
+        let settings = &self.writer.settings;
+        let deleted = self
+            .writer
+            .runner
+            .run(async |conn| store::products::delete(conn, settings, id).await)
+            .await?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    /// Whether the service can serve: see [`readiness::check`].
+    ///
+    /// # Errors
+    /// [`NotReady`] saying why.
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        readiness::check(&self.writer.runner).await
+    }
+}

@@ -1,0 +1,47 @@
+//! Readiness: a pooled connection answers, and the newest embedded migration is applied.
+
+use std::time::Duration;
+
+use deadpool::managed::Timeouts;
+
+use crate::db::migrations::{latest_migration_version, migration_applied};
+use crate::service::runner::Runner;
+
+/// How long readiness may take to find out (each of: a connection, the query).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the service is not ready (the HTTP layer answers 503 with it as the detail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotReady(pub String);
+
+/// Checks readiness within [`READY_TIMEOUT`] per step.
+///
+/// # Errors
+/// [`NotReady`] saying which step failed. A failed query also closes the pool's connections, as
+/// they may be broken.
+pub async fn check(runner: &Runner) -> Result<(), NotReady> {
+    let timeouts = Timeouts {
+        wait: Some(READY_TIMEOUT),
+        create: Some(READY_TIMEOUT),
+        recycle: Some(READY_TIMEOUT),
+    };
+    let mut conn = runner
+        .pool()
+        .timeout_get(&timeouts)
+        .await
+        .map_err(|e| NotReady(format!("no database connection: {e}")))?;
+    let latest = latest_migration_version();
+    let answer = tokio::time::timeout(READY_TIMEOUT, migration_applied(&mut conn, &latest))
+        .await
+        .map_err(|_| "the database did not answer in time".to_owned())
+        .and_then(|r| r.map_err(|e| format!("the database failed a query: {e}")));
+    match answer {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(NotReady(format!("migration {latest} is not applied"))),
+        Err(reason) => {
+            runner.discard(conn);
+            Err(NotReady(reason))
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Products by id: read, update (PUT and PATCH), delete; and the filtered, paged list.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::schema::products;
+use crate::domain::{ListQuery, Product, ProductKey, ProductPatch};
+use crate::store::error::StoreError;
+use crate::store::locks::{TxSettings, bound_waits, lock_keys};
+use crate::store::models::{ProductChanges, ProductRow};
+use crate::store::prepared::Prepared;
+
+/// How often a key-changing update re-reads a row whose key moved under it before giving up.
+const MAX_KEY_CHANGE_ATTEMPTS: usize = 8;
+
+/// The product `id`, if any.
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Product>> {
+    let row = products::table
+        .find(id)
+        .select(ProductRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(Product::from))
+}
+
+/// Must run inside a transaction that holds the row's key lock: writes `changes`, bumps the
+/// version and `updated_at`.
+async fn update_row(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    changes: ProductChanges<'_>,
+) -> QueryResult<ProductRow> {
+    diesel::update(products::table.find(id))
+        .set((
+            changes,
+            products::version.eq(products::version + 1),
+            products::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(ProductRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Applies `patch` to the product `id` (PUT is a patch that names every field).
+///
+/// Takes the lock of the row's key and, when the patch changes it, of the new key too (in a fixed
+/// order); answers [`StoreError::KeyConflict`] when another row already holds the new key, so no
+/// update can create a duplicate.
+///
+/// # Errors
+/// [`StoreError::NotFound`], [`StoreError::KeyConflict`], [`StoreError::KeyKeptMoving`] after
+/// [`MAX_KEY_CHANGE_ATTEMPTS`] tries, or the database error.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    id: i64,
+    patch: &ProductPatch,
+) -> Result<Product, StoreError> {
+    for _ in 0..MAX_KEY_CHANGE_ATTEMPTS {
+        let attempt = conn
+            .build_transaction()
+            .read_committed()
+            .run(async |conn: &mut AsyncPgConnection| {
+                bound_waits(conn, settings).await?;
+                let current = find(conn, id).await?.ok_or(StoreError::NotFound)?;
+                let old_key = current.key();
+                let new_key = patch.key_over(&old_key);
+                let keys = if new_key == old_key {
+                    vec![&old_key]
+                } else {
+                    vec![&old_key, &new_key]
+                };
+                lock_keys(conn, &keys).await?;
+                let locked = products::table
+                    .find(id)
+                    .for_update()
+                    .select(ProductRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                if locked.key() != old_key {
+                    // Another writer moved the row after we read it: we hold the wrong lock.
+                    return Ok(None);
+                }
+                if new_key != old_key {
+                    let holders = rows_with_key_for_update(conn, &new_key).await?;
+                    if let Some(other) = <[ProductRow]>::first(&holders) {
+                        return Err(StoreError::KeyConflict {
+                            existing_id: other.id,
+                        });
+                    }
+                }
+                let updated = update_row(conn, id, ProductChanges::from(patch)).await?;
+                Ok(Some(Product::from(updated)))
+            })
+            .await?;
+        if let Some(product) = attempt {
+            return Ok(product);
+        }
+    }
+    Err(StoreError::KeyKeptMoving)
+}
+
+/// Deletes the product `id`; `false` if there was none.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    id: i64,
+) -> Result<bool, StoreError> {
+    conn.build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            bound_waits(conn, settings).await?;
+            let deleted = diesel::delete(products::table.find(id))
+                .execute(conn)
+                .await?;
+            Ok(deleted > 0)
+        })
+        .await
+}
+
+/// Must run inside a transaction that holds `key`'s advisory lock: the rows holding `key`,
+/// oldest first, locked for update.
+pub(crate) async fn rows_with_key_for_update(
+    conn: &mut AsyncPgConnection,
+    key: &ProductKey,
+) -> QueryResult<Vec<ProductRow>> {
+    products::table
+        .filter(products::brand.eq(&key.brand))
+        .filter(products::serial.eq(&key.serial))
+        .filter(products::manufacturer.eq(&key.manufacturer))
+        .order(products::id.asc())
+        .for_update()
+        .select(ProductRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Statement name of a list query; `FILTERS` says which conditions it has (bits: brand 1,
+/// serial 2, manufacturer 4, after 8), so each combination is prepared once per connection.
+struct ListStatement<const FILTERS: u8>;
+
+/// One page of products in id order, filtered by exact key fields.
+pub async fn list(conn: &mut AsyncPgConnection, query: &ListQuery) -> QueryResult<Vec<Product>> {
+    let filters = u8::from(query.brand.is_some())
+        | u8::from(query.serial.is_some()) << 1
+        | u8::from(query.manufacturer.is_some()) << 2
+        | u8::from(query.after.is_some()) << 3;
+    // One statement per combination of conditions, so that each can use the key index.
+    match filters {
+        0 => list_with::<0>(conn, query).await,
+        1 => list_with::<1>(conn, query).await,
+        2 => list_with::<2>(conn, query).await,
+        3 => list_with::<3>(conn, query).await,
+        4 => list_with::<4>(conn, query).await,
+        5 => list_with::<5>(conn, query).await,
+        6 => list_with::<6>(conn, query).await,
+        7 => list_with::<7>(conn, query).await,
+        8 => list_with::<8>(conn, query).await,
+        9 => list_with::<9>(conn, query).await,
+        10 => list_with::<10>(conn, query).await,
+        11 => list_with::<11>(conn, query).await,
+        12 => list_with::<12>(conn, query).await,
+        13 => list_with::<13>(conn, query).await,
+        14 => list_with::<14>(conn, query).await,
+        _ => list_with::<15>(conn, query).await,
+    }
+}
+
+async fn list_with<const FILTERS: u8>(
+    conn: &mut AsyncPgConnection,
+    query: &ListQuery,
+) -> QueryResult<Vec<Product>> {
+    let mut conditions = Vec::new();
+    let mut params: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::new();
+    let mut condition = |sql: &str, value: std::borrow::Cow<'static, str>| {
+        params.push(Some(value));
+        conditions.push(sql.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(brand) = &query.brand {
+        condition("brand = ?", brand.clone().into());
+    }
+    if let Some(serial) = &query.serial {
+        condition("serial = ?", serial.clone().into());
+    }
+    if let Some(manufacturer) = &query.manufacturer {
+        condition("manufacturer = ?", manufacturer.clone().into());
+    }
+    if let Some(after) = query.after {
+        condition("id > ?::bigint", after.to_string().into());
+    }
+    let mut sql = String::from(
+        "SELECT id, brand, serial, manufacturer, name, description, price, version, created_at, \
+         updated_at FROM products",
+    );
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    params.push(Some(query.limit.to_string().into()));
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}::bigint", params.len()));
+    let rows: Vec<ProductRow> = Prepared::<ListStatement<FILTERS>>::new(sql, params)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Product::from).collect())
+}

@@ -1,0 +1,194 @@
+//! The upsert: create the product with a key, or update the one that has it, under the key's
+//! advisory lock, for one product or many in one transaction (group commit).
+
+use std::time::{Duration, Instant};
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::domain::{Product, ProductInput, ProductKey};
+use crate::store::error::StoreError;
+use crate::store::locks::{TxSettings, bound_waits_query, lock_key_query, lock_keys_query};
+use crate::store::models::ProductRow;
+use crate::store::prepared::Prepared;
+
+/// What one upsert did.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    /// The product as stored after the upsert.
+    pub product: Product,
+    /// `true` if the upsert inserted the product, `false` if it updated an existing one.
+    pub created: bool,
+    /// How many rows the key had (0 when created). More than 1 means rows were duplicated
+    /// outside this service: the oldest (lowest id) was updated.
+    pub copies: i64,
+}
+
+/// The write of an upsert, one statement run after the lock statement: finds the key's rows
+/// (locking them), updates the oldest or inserts, and says which it did and how many rows the key
+/// had. `{pause}` is empty except in test builds that widen the race window.
+const UPSERT_SQL: &str = "\
+WITH found AS (
+    SELECT id FROM products
+    WHERE brand = $1 AND serial = $2 AND manufacturer = $3
+    ORDER BY id
+    FOR UPDATE
+), oldest AS (
+    SELECT min(id) AS id, count(*) AS copies FROM found
+){pause}, updated AS (
+    UPDATE products AS p
+    SET name = $4,
+        description = coalesce($5, p.description),
+        price = coalesce($6::numeric, p.price),
+        version = p.version + 1,
+        updated_at = now()
+    FROM oldest
+    WHERE p.id = oldest.id
+    RETURNING p.*
+), inserted AS (
+    INSERT INTO products (brand, serial, manufacturer, name, description, price)
+    SELECT $1, $2, $3, $4, coalesce($5, ''), coalesce($6::numeric, 0)
+    WHERE NOT EXISTS (SELECT 1 FROM found){pause_guard}
+    RETURNING *
+)
+SELECT updated.*, false AS created, oldest.copies FROM updated, oldest
+UNION ALL
+SELECT inserted.*, true AS created, 0::bigint AS copies FROM inserted";
+
+/// A row written by [`UPSERT_SQL`].
+#[derive(QueryableByName)]
+struct UpsertRow {
+    #[diesel(embed)]
+    product: ProductRow,
+    #[diesel(sql_type = Bool)]
+    created: bool,
+    /// How many rows the key had (0 when created).
+    #[diesel(sql_type = BigInt)]
+    copies: i64,
+}
+
+impl From<UpsertRow> for Upserted {
+    fn from(row: UpsertRow) -> Self {
+        Self {
+            product: row.product.into(),
+            created: row.created,
+            copies: row.copies,
+        }
+    }
+}
+
+/// Statement name for diesel's statement cache.
+struct UpsertStatement;
+
+/// The upsert statement for `input`: production SQL, or in test builds with a race window, the
+/// same with a `pg_sleep` between the read and the write.
+fn upsert_query<'a>(
+    settings: &TxSettings,
+    input: &'a ProductInput,
+) -> Prepared<'a, UpsertStatement> {
+    static PRODUCTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        UPSERT_SQL
+            .replace("{pause}", "")
+            .replace("{pause_guard}", "")
+    });
+    let params = vec![
+        Some(input.key.brand.as_str().into()),
+        Some(input.key.serial.as_str().into()),
+        Some(input.key.manufacturer.as_str().into()),
+        Some(input.name.as_str().into()),
+        input.description.as_deref().map(Into::into),
+        input.price.as_ref().map(|p| p.to_string().into()),
+    ];
+    #[cfg(feature = "test-hooks")]
+    if settings.hooks.race_window_ms > 0 {
+        let pause = format!(
+            ", pause AS (SELECT pg_sleep({}) AS slept)",
+            settings.hooks.race_window_ms as f64 / 1000.0
+        );
+        let sql = UPSERT_SQL
+            .replace("{pause}", &pause)
+            .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)");
+        let mut query = Prepared::new(sql, params);
+        query.cacheable = false;
+        return query;
+    }
+    let _ = settings;
+    Prepared::new(PRODUCTION.as_str(), params)
+}
+
+/// Creates the product with `input.key`, or updates it if it exists: [`upsert_batch`] of one.
+///
+/// # Errors
+/// [`StoreError::Database`] with the first failing statement's error; nothing is written.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    input: &ProductInput,
+) -> Result<(Upserted, Option<Duration>), StoreError> {
+    let (mut upserted, lock_wait) = upsert_batch(conn, settings, &[input]).await?;
+    let one = upserted
+        .pop()
+        .ok_or(StoreError::Database(diesel::result::Error::NotFound))?;
+    Ok((one, lock_wait))
+}
+
+/// Upserts several products in one transaction with one commit (group commit), or one product.
+///
+/// Three round trips: `BEGIN`; then, pipelined, the wait bounds, one statement that takes every
+/// key's advisory lock (in ascending lock-key order, so two batches cannot deadlock), and the
+/// writes, one statement per input in the order given (the server runs them in order, so each
+/// write starts, and takes its snapshot, after the locks are granted; requests for one key apply
+/// one after the other and each gets its own version); then `COMMIT`. Either all commit or none
+/// does. When a key's rows were duplicated before the service existed, the oldest (lowest id) is
+/// updated and [`Upserted::copies`] says how many there were.
+///
+/// Returns what each input did, in order, and how long the advisory locks took (`None` in test
+/// builds without them).
+///
+/// # Errors
+/// [`StoreError::Database`] with the first failing statement's error; nothing is written.
+pub async fn upsert_batch(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    inputs: &[&ProductInput],
+) -> Result<(Vec<Upserted>, Option<Duration>), StoreError> {
+    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
+    let (rows, lock_wait) = conn
+        .build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            let mut pipeline: &AsyncPgConnection = conn;
+            let bounds = bound_waits_query(settings).execute(&mut pipeline);
+            let lock = settings.takes_advisory_locks().then(|| {
+                let asked = Instant::now();
+                let granted = match keys.as_slice() {
+                    [key] => lock_key_query(key).execute(&mut pipeline),
+                    keys => lock_keys_query(keys).execute(&mut pipeline),
+                };
+                async move { granted.await.map(|_| asked.elapsed()) }
+            });
+            let writes: Vec<_> = inputs
+                .iter()
+                .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
+                .collect();
+            let lock = async move {
+                match lock {
+                    Some(lock) => lock.await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (bounds, lock, writes) =
+                futures_util::future::join3(bounds, lock, futures_util::future::join_all(writes))
+                    .await;
+            // The first statement to fail says why; the later ones only see an aborted transaction.
+            bounds?;
+            let waited = lock?;
+            let rows = writes
+                .into_iter()
+                .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?;
+            Ok::<_, StoreError>((rows, waited))
+        })
+        .await?;
+    Ok((rows.into_iter().map(Upserted::from).collect(), lock_wait))
+}
