@@ -40,10 +40,10 @@ impl DbFault {
 
 /// Classifies a diesel error.
 ///
-/// diesel-async 0.9 hides the SQLSTATE of most errors (see `../shared/NOTES.md`), so timeouts and
-/// server-ended sessions are recognised by PostgreSQL's message text. Every connection asks for
-/// untranslated messages (`lc_messages = 'C'`, see [`crate::db::connect::connect`]) so that the text
-/// does not depend on the server's language.
+/// diesel-async 0.9 hides the SQLSTATE of most errors (it keeps only a few kinds), so timeouts
+/// and server-ended sessions are recognised by PostgreSQL's message text. Every connection asks
+/// for untranslated messages (`lc_messages = 'C'`, see [`crate::db::connect::connect`]) so that
+/// the text does not depend on the server's language.
 pub fn classify(error: &Error) -> DbFault {
     match error {
         Error::DatabaseError(kind, info) => match kind {

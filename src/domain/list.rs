@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::input::InputError;
+use crate::domain::product::Product;
 
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -37,6 +38,14 @@ pub struct ListQuery {
     pub after: Option<i64>,
     /// Page size, 1 to [`MAX_LIMIT`].
     pub limit: i64,
+}
+
+/// One page of products, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub items: Vec<Product>,
+    /// Where the next page starts (its `after`); `None` on the last page.
+    pub next_after: Option<i64>,
 }
 
 impl ListParams {
@@ -73,12 +82,12 @@ impl ListParams {
         })
     }
 
-    /// The parameters of the page after the one that ended with product `last_id`: the same
-    /// filters and page size.
-    pub fn next_page(&self, page_size: i64, last_id: i64) -> Self {
+    /// The parameters of the page that starts after product `after`: the same filters and
+    /// page size.
+    pub fn next_page(&self, page_size: i64, after: i64) -> Self {
         Self {
             limit: Some(page_size.to_string()),
-            after: Some(last_id.to_string()),
+            after: Some(after.to_string()),
             ..self.clone()
         }
     }

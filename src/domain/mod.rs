@@ -12,6 +12,6 @@ pub mod product;
 
 pub use input::{FIELDS, FieldErrors, InputError, REQUIRED_FIELDS};
 pub use key::ProductKey;
-pub use list::{ListParams, ListQuery};
+pub use list::{ListPage, ListParams, ListQuery};
 pub use price::Price;
 pub use product::{Product, ProductInput, ProductPatch};

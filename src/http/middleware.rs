@@ -2,8 +2,8 @@
 //!
 //! The request id comes from `X-Request-Id` when it is printable ASCII of at most 128
 //! characters, else a fresh UUID. It is echoed on the response, set for the duration of the
-//! request in the task-local of `telemetry::request_id` (so every log line and problem+json body of the request carries it),
-//! and written in the access-log line.
+//! request in the task-local of `telemetry::request_id` (so every log line and problem+json body
+//! of the request carries it), and written in the access-log line.
 
 use std::time::Instant;
 

@@ -107,14 +107,6 @@ fn instance_urn(request_id: &str) -> String {
 }
 
 impl ApiError {
-    /// A validation error on one field.
-    pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::Validation(FieldErrors::from([(
-            field.to_owned(),
-            vec![message.into()],
-        )]))
-    }
-
     /// The problem type URI and title.
     fn kind(&self) -> (&'static str, &'static str) {
         match self {

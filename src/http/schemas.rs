@@ -79,50 +79,39 @@ pub struct Page {
     next: Option<String>,
 }
 
-/// Invalid body: `errors` names each field
-#[derive(IntoResponses)]
-#[response(status = 400, content_type = "application/problem+json")]
-pub struct InvalidBody(pub Problem);
+/// Declares a problem+json error response for `responses(...)` of `#[utoipa::path]`:
+/// `Name = status, "description"`, with `retry` for a 503 that sends `Retry-After`.
+macro_rules! problem_response {
+    ($name:ident = $status:literal, $description:literal) => {
+        #[doc = $description]
+        #[derive(IntoResponses)]
+        #[response(status = $status, content_type = "application/problem+json")]
+        pub struct $name(pub Problem);
+    };
+    ($name:ident = $status:literal, $description:literal, retry) => {
+        #[doc = $description]
+        #[derive(IntoResponses)]
+        #[response(
+                    status = $status,
+                    content_type = "application/problem+json",
+                    headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
+                )]
+        pub struct $name(pub Problem);
+    };
+}
 
-/// Bad query parameter: `errors` names it
-#[derive(IntoResponses)]
-#[response(status = 400, content_type = "application/problem+json")]
-pub struct InvalidQuery(pub Problem);
-
-/// No product with this id
-#[derive(IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-pub struct NotFound(pub Problem);
-
-/// Another product holds the new key: `existing_id`
-#[derive(IntoResponses)]
-#[response(status = 409, content_type = "application/problem+json")]
-pub struct KeyConflict(pub Problem);
-
-/// Body over MAX_BODY_BYTES
-#[derive(IntoResponses)]
-#[response(status = 413, content_type = "application/problem+json")]
-pub struct TooLarge(pub Problem);
-
-/// Body not declared application/json
-#[derive(IntoResponses)]
-#[response(status = 415, content_type = "application/problem+json")]
-pub struct NotJson(pub Problem);
-
-/// Lock, pool or database not available in time; nothing written
-#[derive(IntoResponses)]
-#[response(
-    status = 503,
-    content_type = "application/problem+json",
-    headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
-)]
-pub struct Unavailable(pub Problem);
-
-/// Not ready; `detail` says why
-#[derive(IntoResponses)]
-#[response(
-    status = 503,
-    content_type = "application/problem+json",
-    headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
-)]
-pub struct NotReady(pub Problem);
+problem_response!(InvalidBody = 400, "Invalid body: `errors` names each field");
+problem_response!(InvalidQuery = 400, "Bad query parameter: `errors` names it");
+problem_response!(NotFound = 404, "No product with this id");
+problem_response!(
+    KeyConflict = 409,
+    "Another product holds the new key: `existing_id`"
+);
+problem_response!(TooLarge = 413, "Body over MAX_BODY_BYTES");
+problem_response!(NotJson = 415, "Body not declared application/json");
+problem_response!(
+    Unavailable = 503,
+    "Lock, pool or database not available in time; nothing written",
+    retry
+);
+problem_response!(NotReady = 503, "Not ready; `detail` says why", retry);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::db::DbPool;
-use crate::domain::{ListQuery, Product, ProductInput, ProductPatch};
+use crate::domain::{ListPage, ListQuery, Product, ProductInput, ProductPatch};
 use crate::service::error::{ServiceError, Unavailable};
 use crate::service::group_commit::GroupCommit;
 use crate::service::key_gate::KeyGate;
@@ -97,15 +97,29 @@ impl ProductService {
             .ok_or(ServiceError::NotFound)
     }
 
-    /// One page of products in id order.
+    /// One page of products in id order, and where the next one starts.
     ///
     /// # Errors
     /// The database fault.
-    pub async fn list(&self, query: &ListQuery) -> Result<Vec<Product>, ServiceError> {
-        self.writer
+    pub async fn list(&self, query: &ListQuery) -> Result<ListPage, ServiceError> {
+        // One row more than the page tells whether there is a next page.
+        let fetch = ListQuery {
+            limit: query.limit + 1,
+            ..query.clone()
+        };
+        let mut items = self
+            .writer
             .runner
-            .run(async |conn| Ok(store::products::list(conn, query).await?))
-            .await
+            .run(async |conn| Ok(store::products::list(conn, &fetch).await?))
+            .await?;
+        let more = items.len() as i64 > query.limit;
+        items.truncate(usize::try_from(query.limit).unwrap_or(0));
+        let next_after = if more {
+            items.last().map(|last| last.id)
+        } else {
+            None
+        };
+        Ok(ListPage { items, next_after })
     }
 
     /// Applies `patch` to the product `id` (PUT and PATCH both come here).

@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Instance, TestApp, json, product, spawn_app_with};
 
+// The tests of this file, each run with group commit and with one transaction per upsert.
+in_both_modes!(
+    sixty_four_concurrent_identical_posts_leave_one_row_and_exactly_one_201,
+    without_the_advisory_lock_the_same_race_writes_duplicates,
+    fifty_keys_with_sixteen_concurrent_posts_each_leave_fifty_rows,
+    concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it,
+    a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it,
+    the_upsert_runs_read_committed_even_where_the_database_default_is_stricter,
+);
+
 /// The window between `SELECT ... FOR UPDATE` and the write, in the race tests.
 /// Wide enough that requests released together all fall into it even on a loaded machine.
 const RACE_WINDOW_MS: u64 = 150;
@@ -105,167 +115,156 @@ fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 
-in_both_modes! {
-    async fn sixty_four_concurrent_identical_posts_leave_one_row_and_exactly_one_201(group_commit: bool) {
-        let race = race(true, group_commit).await;
-        let app = &race.app;
+async fn sixty_four_concurrent_identical_posts_leave_one_row_and_exactly_one_201(
+    group_commit: bool,
+) {
+    let race = race(true, group_commit).await;
+    let app = &race.app;
 
-        let statuses = identical_posts(&race, 64).await;
+    let statuses = identical_posts(&race, 64).await;
 
-        let rows = app.count_products("true").await;
-        eprintln!(
-            "with the lock: rows={rows}, 201s={}, 200s={}",
-            count(&statuses, 201),
-            count(&statuses, 200)
-        );
-        assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
-        assert_eq!(count(&statuses, 200), 63, "{statuses:?}");
-        assert_eq!(rows, 1);
-        let product = json(
-            app.get("/products?brand=Race").await,
+    let rows = app.count_products("true").await;
+    eprintln!(
+        "with the lock: rows={rows}, 201s={}, 200s={}",
+        count(&statuses, 201),
+        count(&statuses, 200)
+    );
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 63, "{statuses:?}");
+    assert_eq!(rows, 1);
+    let product = json(app.get("/products?brand=Race").await).await;
+    assert_eq!(
+        product["items"][0]["version"], 64,
+        "every update was applied in turn"
+    );
+}
+
+async fn without_the_advisory_lock_the_same_race_writes_duplicates(group_commit: bool) {
+    let race = race(false, group_commit).await;
+    let app = &race.app;
+
+    let statuses = identical_posts(&race, 64).await;
+
+    let rows = app.count_products("true").await;
+    eprintln!(
+        "without the lock: rows={rows}, 201s={}, 200s={}",
+        count(&statuses, 201),
+        count(&statuses, 200)
+    );
+    assert!(
+        rows > 1,
+        "the race test must catch a missing lock, yet found {rows} row"
+    );
+    assert!(count(&statuses, 201) > 1, "{statuses:?}");
+}
+
+async fn fifty_keys_with_sixteen_concurrent_posts_each_leave_fifty_rows(group_commit: bool) {
+    let race = race(true, group_commit).await;
+    let app = &race.app;
+    let bodies: Vec<_> = (0..16)
+        .flat_map(|_| (0..50).map(|k| product("Many", &format!("K-{k}"), "M")))
+        .collect();
+
+    let responses = join_all(bodies.iter().enumerate().map(|(i, b)| race.post(i, b))).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(count(&statuses, 201), 50, "one creation per key");
+    assert_eq!(count(&statuses, 200), 750, "{statuses:?}");
+    assert_eq!(app.count_products("true").await, 50);
+    assert_eq!(app.duplicated_keys().await, 0);
+}
+
+async fn concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it(group_commit: bool) {
+    let race = race(true, group_commit).await;
+    let app = &race.app;
+    for round in 0..10 {
+        let first = json(
+            app.post_product(&product("Move", &format!("{round}-a"), "M"))
+                .await,
         )
         .await;
-        assert_eq!(
-            product["items"][0]["version"], 64,
-            "every update was applied in turn"
-        );
-    }
-}
-
-in_both_modes! {
-    async fn without_the_advisory_lock_the_same_race_writes_duplicates(group_commit: bool) {
-        let race = race(false, group_commit).await;
-        let app = &race.app;
-
-        let statuses = identical_posts(&race, 64).await;
-
-        let rows = app.count_products("true").await;
-        eprintln!(
-            "without the lock: rows={rows}, 201s={}, 200s={}",
-            count(&statuses, 201),
-            count(&statuses, 200)
-        );
-        assert!(
-            rows > 1,
-            "the race test must catch a missing lock, yet found {rows} row"
-        );
-        assert!(count(&statuses, 201) > 1, "{statuses:?}");
-    }
-}
-
-in_both_modes! {
-    async fn fifty_keys_with_sixteen_concurrent_posts_each_leave_fifty_rows(group_commit: bool) {
-        let race = race(true, group_commit).await;
-        let app = &race.app;
-        let bodies: Vec<_> = (0..16)
-            .flat_map(|_| (0..50).map(|k| product("Many", &format!("K-{k}"), "M")))
-            .collect();
-
-        let responses = join_all(bodies.iter().enumerate().map(|(i, b)| race.post(i, b))).await;
-
-        let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
-        assert_eq!(count(&statuses, 201), 50, "one creation per key");
-        assert_eq!(count(&statuses, 200), 750, "{statuses:?}");
-        assert_eq!(app.count_products("true").await, 50);
-        assert_eq!(app.duplicated_keys().await, 0);
-    }
-}
-
-in_both_modes! {
-    async fn concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it(group_commit: bool) {
-        let race = race(true, group_commit).await;
-        let app = &race.app;
-        for round in 0..10 {
-            let first = json(
-                app.post_product(&product("Move", &format!("{round}-a"), "M"))
-                    .await,
-            )
-            .await;
-            let second = json(
-                app.post_product(&product("Move", &format!("{round}-b"), "M"))
-                    .await,
-            )
-            .await;
-            let target = json!({"serial": format!("{round}-target")});
-
-            // Each PATCH through another instance.
-            let responses = join_all([&first, &second].iter().enumerate().map(|(i, row)| {
-                app.client
-                    .patch(format!("{}/products/{}", race.address(i), row["id"]))
-                    .json(&target)
-                    .send()
-            }))
-            .await;
-
-            let mut statuses: Vec<u16> = responses
-                .into_iter()
-                .map(|r| r.expect("send").status().as_u16())
-                .collect();
-            statuses.sort_unstable();
-            assert_eq!(statuses, [200, 409], "round {round}");
-            assert_eq!(
-                app.count_products(&format!("serial = '{round}-target'"))
-                    .await,
-                1,
-                "round {round}"
-            );
-        }
-        assert_eq!(app.duplicated_keys().await, 0);
-    }
-}
-
-in_both_modes! {
-    async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it(group_commit: bool) {
-        let race = race(true, group_commit).await;
-        let app = &race.app;
-        for round in 0..10 {
-            let row = json(
-                app.post_product(&product("Mix", &format!("{round}-old"), "M"))
-                    .await,
-            )
-            .await;
-            let new_key = product("Mix", &format!("{round}-new"), "M");
-            let patch = app
-                .client
-                .patch(app.url(&format!("/products/{}", row["id"])))
-                .json(&json!({"serial": format!("{round}-new")}))
-                .send();
-            let (patched, posted) = tokio::join!(patch, race.post(1, &new_key));
-            let statuses = [
-                patched.expect("send").status().as_u16(),
-                posted.status().as_u16(),
-            ];
-            assert!(
-                matches!(statuses, [409, 201] | [200, 200]),
-                "round {round}: {statuses:?}"
-            );
-            assert_eq!(
-                app.count_products(&format!("serial = '{round}-new'")).await,
-                1,
-                "round {round}"
-            );
-        }
-    }
-}
-
-in_both_modes! {
-    async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stricter(group_commit: bool) {
-        let race = cold_race(true, group_commit).await;
-        let app = &race.app;
-        // Under REPEATABLE READ the read after the lock would use a snapshot taken before the
-        // previous holder committed, and insert a duplicate (or fail to serialize). The setting
-        // applies to sessions opened after it: the pool is warmed only now.
-        app.admin_sql(&format!(
-            "ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'",
-            app.db_name()
-        ))
+        let second = json(
+            app.post_product(&product("Move", &format!("{round}-b"), "M"))
+                .await,
+        )
         .await;
-        warm_up(&race).await;
+        let target = json!({"serial": format!("{round}-target")});
 
-        let statuses = identical_posts(&race, 16).await;
+        // Each PATCH through another instance.
+        let responses = join_all([&first, &second].iter().enumerate().map(|(i, row)| {
+            app.client
+                .patch(format!("{}/products/{}", race.address(i), row["id"]))
+                .json(&target)
+                .send()
+        }))
+        .await;
 
-        assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
-        assert_eq!(count(&statuses, 200), 15, "{statuses:?}");
-        assert_eq!(app.count_products("true").await, 1);
+        let mut statuses: Vec<u16> = responses
+            .into_iter()
+            .map(|r| r.expect("send").status().as_u16())
+            .collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 409], "round {round}");
+        assert_eq!(
+            app.count_products(&format!("serial = '{round}-target'"))
+                .await,
+            1,
+            "round {round}"
+        );
     }
+    assert_eq!(app.duplicated_keys().await, 0);
+}
+
+async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it(group_commit: bool) {
+    let race = race(true, group_commit).await;
+    let app = &race.app;
+    for round in 0..10 {
+        let row = json(
+            app.post_product(&product("Mix", &format!("{round}-old"), "M"))
+                .await,
+        )
+        .await;
+        let new_key = product("Mix", &format!("{round}-new"), "M");
+        let patch = app
+            .client
+            .patch(app.url(&format!("/products/{}", row["id"])))
+            .json(&json!({"serial": format!("{round}-new")}))
+            .send();
+        let (patched, posted) = tokio::join!(patch, race.post(1, &new_key));
+        let statuses = [
+            patched.expect("send").status().as_u16(),
+            posted.status().as_u16(),
+        ];
+        assert!(
+            matches!(statuses, [409, 201] | [200, 200]),
+            "round {round}: {statuses:?}"
+        );
+        assert_eq!(
+            app.count_products(&format!("serial = '{round}-new'")).await,
+            1,
+            "round {round}"
+        );
+    }
+}
+
+async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stricter(
+    group_commit: bool,
+) {
+    let race = cold_race(true, group_commit).await;
+    let app = &race.app;
+    // Under REPEATABLE READ the read after the lock would use a snapshot taken before the
+    // previous holder committed, and insert a duplicate (or fail to serialize). The setting
+    // applies to sessions opened after it: the pool is warmed only now.
+    app.admin_sql(&format!(
+        "ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'",
+        app.db_name()
+    ))
+    .await;
+    warm_up(&race).await;
+
+    let statuses = identical_posts(&race, 16).await;
+
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 15, "{statuses:?}");
+    assert_eq!(app.count_products("true").await, 1);
 }

@@ -1,25 +1,21 @@
 //! Black-box tests: the real HTTP server on a random port, over a socket, against a real
 //! PostgreSQL (a private cluster per test binary, or `TEST_DATABASE_URL`), one database per test.
 
-/// Runs a test twice: with group commit (the default) and with one transaction per upsert.
-/// `async fn name(group_commit: bool) { ... }` becomes `name::with_group_commit` and
-/// `name::one_transaction_per_upsert`.
+/// Runs each named test twice: with group commit (the default) and with one transaction per
+/// upsert. For every `name`, `async fn name(group_commit: bool)` in the same file becomes the tests
+/// `name::with_group_commit` and `name::one_transaction_per_upsert`. (The bodies stay plain
+/// functions, so rustfmt formats them.)
 macro_rules! in_both_modes {
-    ($(async fn $name:ident($mode:ident: bool) $body:block)*) => {$(
+    ($($name:ident),* $(,)?) => {$(
         mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($mode: bool) $body
-
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn with_group_commit() {
-                run(true).await;
+                super::$name(true).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn one_transaction_per_upsert() {
-                run(false).await;
+                super::$name(false).await;
             }
         }
     )*};

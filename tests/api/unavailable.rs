@@ -7,6 +7,15 @@ use diesel_async::SimpleAsyncConnection;
 
 use crate::helpers::{json, product, sample, scrape, spawn_app_with, value};
 
+// The tests of this file, each run with group commit and with one transaction per upsert.
+in_both_modes!(
+    a_key_locked_elsewhere_is_503_within_the_lock_timeout_while_other_keys_are_served,
+    a_row_locked_elsewhere_is_503_within_the_lock_timeout,
+    an_exhausted_pool_is_503_after_the_pool_timeout,
+    an_unreachable_database_is_503_and_service_resumes_when_it_returns,
+    keys_whose_concatenations_look_alike_never_wait_for_each_other,
+);
+
 /// Far above every bound configured here: "never a hang", not a speed claim.
 const HANG: Duration = Duration::from_secs(15);
 
@@ -20,168 +29,163 @@ fn assert_unavailable(response: &reqwest::Response, case: &str) {
     );
 }
 
-in_both_modes! {
-    async fn a_key_locked_elsewhere_is_503_within_the_lock_timeout_while_other_keys_are_served(group_commit: bool) {
-        let app = spawn_app_with(|c| {
-            c.lock_timeout_ms = 500;
-            c.group_commit = group_commit;
-        }).await;
-        let mut holder = app.hold_key_lock("Held", "S", "M").await;
+async fn a_key_locked_elsewhere_is_503_within_the_lock_timeout_while_other_keys_are_served(
+    group_commit: bool,
+) {
+    let app = spawn_app_with(|c| {
+        c.lock_timeout_ms = 500;
+        c.group_commit = group_commit;
+    })
+    .await;
+    let mut holder = app.hold_key_lock("Held", "S", "M").await;
 
-        let (held_key, free_key) = (product("Held", "S", "M"), product("Free", "S", "M"));
-        let started = Instant::now();
-        let (held, other) = tokio::join!(app.post_product(&held_key), app.post_product(&free_key));
-        let waited = started.elapsed();
+    let (held_key, free_key) = (product("Held", "S", "M"), product("Free", "S", "M"));
+    let started = Instant::now();
+    let (held, other) = tokio::join!(app.post_product(&held_key), app.post_product(&free_key));
+    let waited = started.elapsed();
 
-        assert_unavailable(&held, "held key");
-        assert!(waited < HANG, "waited {waited:?}");
-        assert_eq!(
-            other.status(),
-            201,
-            "another key is served while one is held"
-        );
-        assert_eq!(
-            app.count_products("brand = 'Held'").await,
-            0,
-            "a 503 writes nothing"
-        );
+    assert_unavailable(&held, "held key");
+    assert!(waited < HANG, "waited {waited:?}");
+    assert_eq!(
+        other.status(),
+        201,
+        "another key is served while one is held"
+    );
+    assert_eq!(
+        app.count_products("brand = 'Held'").await,
+        0,
+        "a 503 writes nothing"
+    );
 
-        holder.batch_execute("ROLLBACK").await.expect("release");
-        assert_eq!(
-            app.post_product(&product("Held", "S", "M")).await.status(),
-            201
-        );
-    }
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert_eq!(
+        app.post_product(&product("Held", "S", "M")).await.status(),
+        201
+    );
 }
 
-in_both_modes! {
-    async fn a_row_locked_elsewhere_is_503_within_the_lock_timeout(group_commit: bool) {
-        let app = spawn_app_with(|c| {
-            c.lock_timeout_ms = 300;
-            c.group_commit = group_commit;
-        }).await;
-        let created = json(app.post_product(&product("Row", "S", "M")).await).await;
-        let mut holder = app.db().await;
-        holder
-            .batch_execute(&format!(
-                "BEGIN; SELECT 1 FROM products WHERE id = {} FOR UPDATE",
-                created["id"]
-            ))
-            .await
-            .expect("lock the row");
-
-        let started = Instant::now();
-        let upsert = app.post_product(&product("Row", "S", "M")).await;
-        let patch = app
-            .client
-            .patch(app.url(&format!("/products/{}", created["id"])))
-            .json(&serde_json::json!({"name": "x"}))
-            .send()
-            .await
-            .expect("send");
-
-        assert_unavailable(&upsert, "upsert of a row locked elsewhere");
-        assert_unavailable(&patch, "patch of a row locked elsewhere");
-        assert!(started.elapsed() < HANG);
-        holder.batch_execute("ROLLBACK").await.expect("release");
-        assert_eq!(
-            app.post_product(&product("Row", "S", "M")).await.status(),
-            200
-        );
-    }
-}
-
-in_both_modes! {
-    async fn an_exhausted_pool_is_503_after_the_pool_timeout(group_commit: bool) {
-        let app = spawn_app_with(|c| {
-            c.group_commit = group_commit;
-            c.db_pool_size = 1;
-            c.db_pool_timeout_ms = 200;
-            c.lock_timeout_ms = 3000;
-        })
-        .await;
-        let mut holder = app.hold_key_lock("Busy", "S", "M").await;
-
-        // The first request takes the only connection and waits for the lock.
-        let busy_key = product("Busy", "S", "M");
-        let waiting = app.post_product(&busy_key);
-        let starved = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let starved = app.post_product(&product("Other", "S", "M")).await;
-            let metrics = scrape(&app).await;
-            holder.batch_execute("ROLLBACK").await.expect("release");
-            (starved, metrics)
-        };
-        let (waiting, (starved, metrics)) = tokio::join!(waiting, starved);
-
-        assert_unavailable(&starved, "no free connection");
-        assert_eq!(
-            waiting.status(),
-            201,
-            "the waiting request completes once the lock is released"
-        );
-        assert_eq!(value(&metrics, "db_pool_timeouts_total", &[]), 1.0);
-        assert_eq!(value(&metrics, "db_pool_max_connections", &[]), 1.0);
-        let in_use = value(&metrics, "db_pool_connections", &[("state", "in_use")]);
-        assert_eq!(in_use, 1.0, "the waiting request holds the only connection");
-        assert_eq!(
-            value(&metrics, "db_pool_connections", &[("state", "idle")]),
-            0.0
-        );
-        assert!(sample(&metrics, "db_pool_waiting_requests", &[]).is_some());
-    }
-}
-
-in_both_modes! {
-    async fn an_unreachable_database_is_503_and_service_resumes_when_it_returns(group_commit: bool) {
-        let app = spawn_app_with(|c| c.group_commit = group_commit).await;
-        assert_eq!(
-            app.post_product(&product("Up", "1", "M")).await.status(),
-            201
-        );
-        let name = app.db_name().to_owned();
-        app.admin_sql(&format!(
-            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+async fn a_row_locked_elsewhere_is_503_within_the_lock_timeout(group_commit: bool) {
+    let app = spawn_app_with(|c| {
+        c.lock_timeout_ms = 300;
+        c.group_commit = group_commit;
+    })
+    .await;
+    let created = json(app.post_product(&product("Row", "S", "M")).await).await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM products WHERE id = {} FOR UPDATE",
+            created["id"]
         ))
-        .await;
+        .await
+        .expect("lock the row");
 
-        let started = Instant::now();
-        let post = app.post_product(&product("Up", "2", "M")).await;
-        let get = app.get("/products").await;
+    let started = Instant::now();
+    let upsert = app.post_product(&product("Row", "S", "M")).await;
+    let patch = app
+        .client
+        .patch(app.url(&format!("/products/{}", created["id"])))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .expect("send");
 
-        assert_unavailable(&post, "POST with the database gone");
-        assert_unavailable(&get, "GET with the database gone");
-        assert!(started.elapsed() < HANG);
-        let metrics = scrape(&app).await;
-        let refused = value(&metrics, "db_errors_total", &[("kind", "connection")]);
-        assert!(refused >= 2.0, "refused connections are counted: {refused}");
-
-        app.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-            .await;
-        assert_eq!(
-            app.post_product(&product("Up", "2", "M")).await.status(),
-            201,
-            "no restart needed"
-        );
-    }
+    assert_unavailable(&upsert, "upsert of a row locked elsewhere");
+    assert_unavailable(&patch, "patch of a row locked elsewhere");
+    assert!(started.elapsed() < HANG);
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert_eq!(
+        app.post_product(&product("Row", "S", "M")).await.status(),
+        200
+    );
 }
 
-in_both_modes! {
-    async fn keys_whose_concatenations_look_alike_never_wait_for_each_other(group_commit: bool) {
-        let app = spawn_app_with(|c| {
-            c.lock_timeout_ms = 2000;
-            c.group_commit = group_commit;
-        }).await;
-        let mut holder = app.hold_key_lock("ab", "c", "x").await;
+async fn an_exhausted_pool_is_503_after_the_pool_timeout(group_commit: bool) {
+    let app = spawn_app_with(|c| {
+        c.group_commit = group_commit;
+        c.db_pool_size = 1;
+        c.db_pool_timeout_ms = 200;
+        c.lock_timeout_ms = 3000;
+    })
+    .await;
+    let mut holder = app.hold_key_lock("Busy", "S", "M").await;
 
-        let response = app.post_product(&product("a", "bc", "x")).await;
-
-        assert_eq!(
-            response.status(),
-            201,
-            "('a','bc','x') must not share ('ab','c','x')'s lock"
-        );
+    // The first request takes the only connection and waits for the lock.
+    let busy_key = product("Busy", "S", "M");
+    let waiting = app.post_product(&busy_key);
+    let starved = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let starved = app.post_product(&product("Other", "S", "M")).await;
+        let metrics = scrape(&app).await;
         holder.batch_execute("ROLLBACK").await.expect("release");
-    }
+        (starved, metrics)
+    };
+    let (waiting, (starved, metrics)) = tokio::join!(waiting, starved);
+
+    assert_unavailable(&starved, "no free connection");
+    assert_eq!(
+        waiting.status(),
+        201,
+        "the waiting request completes once the lock is released"
+    );
+    assert_eq!(value(&metrics, "db_pool_timeouts_total", &[]), 1.0);
+    assert_eq!(value(&metrics, "db_pool_max_connections", &[]), 1.0);
+    let in_use = value(&metrics, "db_pool_connections", &[("state", "in_use")]);
+    assert_eq!(in_use, 1.0, "the waiting request holds the only connection");
+    assert_eq!(
+        value(&metrics, "db_pool_connections", &[("state", "idle")]),
+        0.0
+    );
+    assert!(sample(&metrics, "db_pool_waiting_requests", &[]).is_some());
+}
+
+async fn an_unreachable_database_is_503_and_service_resumes_when_it_returns(group_commit: bool) {
+    let app = spawn_app_with(|c| c.group_commit = group_commit).await;
+    assert_eq!(
+        app.post_product(&product("Up", "1", "M")).await.status(),
+        201
+    );
+    let name = app.db_name().to_owned();
+    app.admin_sql(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+
+    let started = Instant::now();
+    let post = app.post_product(&product("Up", "2", "M")).await;
+    let get = app.get("/products").await;
+
+    assert_unavailable(&post, "POST with the database gone");
+    assert_unavailable(&get, "GET with the database gone");
+    assert!(started.elapsed() < HANG);
+    let metrics = scrape(&app).await;
+    let refused = value(&metrics, "db_errors_total", &[("kind", "connection")]);
+    assert!(refused >= 2.0, "refused connections are counted: {refused}");
+
+    app.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    assert_eq!(
+        app.post_product(&product("Up", "2", "M")).await.status(),
+        201,
+        "no restart needed"
+    );
+}
+
+async fn keys_whose_concatenations_look_alike_never_wait_for_each_other(group_commit: bool) {
+    let app = spawn_app_with(|c| {
+        c.lock_timeout_ms = 2000;
+        c.group_commit = group_commit;
+    })
+    .await;
+    let mut holder = app.hold_key_lock("ab", "c", "x").await;
+
+    let response = app.post_product(&product("a", "bc", "x")).await;
+
+    assert_eq!(
+        response.status(),
+        201,
+        "('a','bc','x') must not share ('ab','c','x')'s lock"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("release");
 }

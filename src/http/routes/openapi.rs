@@ -41,7 +41,9 @@ pub struct ApiDoc;
     get,
     path = "/openapi.json",
     tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")
+    )
 )]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use crate::domain::{InputError, ListParams, ListQuery, Product, ProductInput, ProductPatch};
+use crate::domain::{InputError, ListParams, Product, ProductInput, ProductPatch};
 use crate::http::extract::{JsonBody, ProductId};
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
@@ -151,24 +151,14 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let params: ListParams = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
     let query = params.parse()?;
-    let page_size = query.limit;
-    // One row more than the page tells whether there is a next page.
-    let fetch = ListQuery {
-        limit: page_size + 1,
-        ..query
-    };
-    let mut items = state.service.list(&fetch).await?;
-    let next = if items.len() as i64 > page_size {
-        items.truncate(page_size as usize);
-        items.last().map(|last| {
-            let next = params.next_page(page_size, last.id);
-            format!(
-                "/products?{}",
-                serde_urlencoded::to_string(&next).unwrap_or_default()
-            )
-        })
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(PageBody { items, next }))
+    let page = state.service.list(&query).await?;
+    let next = page.next_after.map(|after| {
+        let next = params.next_page(query.limit, after);
+        let query_string = serde_urlencoded::to_string(&next).unwrap_or_default();
+        format!("/products?{query_string}")
+    });
+    Ok(HttpResponse::Ok().json(PageBody {
+        items: page.items,
+        next,
+    }))
 }
