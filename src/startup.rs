@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, middleware, web};
 use crate::config::Config;
 use crate::db::embedded::EmbeddedPostgres;
 use crate::db::{self, DbSetupError};
-use crate::http::{self, ApiError, AppState};
+use crate::http::{self, AppState};
 use crate::service::{ProductService, duplicate_scan};
 use crate::telemetry::metrics::Metrics;
 
@@ -40,6 +40,10 @@ impl Application {
     /// Starts the embedded database if no `DATABASE_URL` is set, runs the migrations, checks that
     /// the server enforces advisory locks, builds the pool and binds the listener (port 0 picks
     /// a free port).
+    ///
+    /// # Errors
+    /// [`StartupError::Database`] when the database cannot be opened, migrated or trusted;
+    /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let (url, embedded) = db::open(&config).await?;
         let applied = db::migrations::run_migrations(&url).await?;
@@ -87,10 +91,7 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(data.clone())
-                        .configure(http::routes::configure_metrics)
-                        .default_service(web::to(|| async {
-                            Err::<actix_web::HttpResponse, _>(ApiError::RouteNotFound)
-                        }))
+                        .configure(http::routes::configure_metrics_listener)
                 })
                 .workers(1)
                 .disable_signals()

@@ -20,6 +20,7 @@ pub struct Prepared<'a, Id> {
 }
 
 impl<'a, Id> Prepared<'a, Id> {
+    /// The statement `sql` with `params` (`None` binds SQL NULL), cacheable.
     pub fn new(
         sql: impl Into<std::borrow::Cow<'static, str>>,
         params: Vec<Option<std::borrow::Cow<'a, str>>>,

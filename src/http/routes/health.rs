@@ -8,6 +8,7 @@ use crate::http::problem::ApiError;
 use crate::http::schemas::NotReady;
 use crate::http::state::AppState;
 
+/// The body of a probe that succeeded.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// `ok` (live) or `ready`.

@@ -45,14 +45,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz));
     cfg.route("/readyz", web::get().to(health::readyz));
     cfg.route("/openapi.json", web::get().to(openapi::openapi_json));
-    cfg.default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::RouteNotFound)
-    }));
+    cfg.default_service(web::to(route_not_found));
 }
 
-/// Registers `GET /metrics` (on the public app, or alone on `METRICS_ADDR`).
+/// Registers `GET /metrics` on the public app (when no `METRICS_ADDR` is set).
 pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics::metrics));
+}
+
+/// The routes of the separate `METRICS_ADDR` listener: `GET /metrics`, and a problem+json 404
+/// for anything else.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    configure_metrics(cfg);
+    cfg.default_service(web::to(route_not_found));
+}
+
+async fn route_not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
 }
 
 async fn not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
