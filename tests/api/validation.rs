@@ -240,12 +240,17 @@ async fn a_body_over_max_body_bytes_is_413() {
 #[tokio::test]
 async fn a_bad_body_to_an_unknown_id_is_400_because_the_body_is_checked_first() {
     let app = spawn_app().await;
-    for method in [Method::PUT, Method::PATCH] {
+    let ids = ["4242", "abc", "99999999999999999999"];
+    for (method, id) in [Method::PUT, Method::PATCH]
+        .into_iter()
+        .flat_map(|method| ids.map(|id| (method.clone(), id)))
+    {
         let body = with("price", Some(json!("-5")));
+        let path = format!("/products/{id}");
         let response = app
-            .send_raw(method.clone(), "/products/4242", "application/json", body)
+            .send_raw(method.clone(), &path, "application/json", body)
             .await;
-        assert_eq!(response.status(), 400, "{method}");
+        assert_eq!(response.status(), 400, "{method} {path}");
     }
 }
 

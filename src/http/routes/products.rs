@@ -72,7 +72,7 @@ pub async fn get(state: web::Data<AppState>, id: ProductId) -> Result<HttpRespon
 pub async fn replace(
     state: web::Data<AppState>,
     body: JsonBody,
-    id: ProductId,
+    id: Result<ProductId, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     update(&state, &body, id, ProductPatch::replacing_from_json).await
 }
@@ -92,19 +92,21 @@ pub async fn replace(
 pub async fn patch(
     state: web::Data<AppState>,
     body: JsonBody,
-    id: ProductId,
+    id: Result<ProductId, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     update(&state, &body, id, ProductPatch::from_json).await
 }
 
-/// PUT and PATCH: the body parsed by `parse` into a patch, applied to product `id`.
+/// PUT and PATCH: the body parsed by `parse` into a patch, applied to product `id`. The body is
+/// read and checked before the id, so a bad body is a 4xx of its own whatever the id.
 async fn update(
     state: &AppState,
     body: &JsonBody,
-    id: ProductId,
+    id: Result<ProductId, ApiError>,
     parse: fn(&[u8]) -> Result<ProductPatch, InputError>,
 ) -> Result<HttpResponse, ApiError> {
     let patch = parse(&body.0)?;
+    let id = id?;
     let product = state.service.update(id.0, &patch).await?;
     Ok(HttpResponse::Ok().json(product))
 }
