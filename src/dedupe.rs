@@ -97,7 +97,7 @@ pub async fn run(config: &Config, args: DedupeArgs) -> Result<Outcome, DedupeErr
 
 async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome, DedupeError> {
     db::migrations::run_migrations(url).await?;
-    let mut conn = db::connect(url).await?;
+    let mut conn = db::connect::connect_recording(url).await?;
     let groups = duplicate_groups(&mut conn).await?;
     let mut out = std::io::stdout().lock();
     let surplus: usize = groups.iter().map(|g| g.ids.len() - 1).sum();
@@ -151,7 +151,7 @@ async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome,
             Ok(None) => {}
             Err(e) => {
                 failed += 1;
-                let problem = ServiceError::from(e);
+                let problem = ServiceError::from_store(e, conn.sqlstates());
                 eprintln!("could not merge {:?}: {problem}", group.key());
             }
         }

@@ -1,17 +1,145 @@
 //! Opening one connection, the same way for the pool, migrations, checks and the embedded
-//! cluster's set-up.
+//! cluster's set-up: through a [`Tap`] that records the SQLSTATE of every server error.
+//!
+//! `DATABASE_URL` is read by tokio-postgres (a URL or `key=value` pairs). Several hosts
+//! (`host=a,b` or `postgres://a,b/db`) are tried in order; with `target_session_attrs=read-write`
+//! a host whose sessions are read-only (a hot standby) is skipped, so after a failover the next
+//! connection finds the new primary. Connections are not encrypted (`sslmode=require` is
+//! refused), as before.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
-/// Opens one connection, asking for untranslated server messages where the role may.
-///
-/// `lc_messages = 'C'` keeps error texts in English so that timeouts can be told apart (diesel
-/// hides the SQLSTATE; see `db::fault`). A role that may not change it keeps
-/// the server's setting.
-pub async fn connect(url: &str) -> Result<AsyncPgConnection, diesel::ConnectionError> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    if conn.batch_execute("SET lc_messages TO 'C'").await.is_err() {
-        log::debug!("could not set lc_messages; keeping the server's language for messages");
+use diesel::ConnectionError;
+use diesel_async::AsyncPgConnection;
+use tokio::net::{TcpStream, UnixStream};
+use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::{Config as PgConfig, NoTls};
+use tokio_util::either::Either;
+
+use crate::db::sqlstate::{SqlStates, Tap};
+
+/// Longest time to open one connection to one host, when the URL sets no `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection with the record of the server errors it received.
+pub struct DbConnection {
+    conn: AsyncPgConnection,
+    sqlstates: SqlStates,
+}
+
+impl DbConnection {
+    /// The SQLSTATEs of the server errors this connection received.
+    pub fn sqlstates(&self) -> &SqlStates {
+        &self.sqlstates
     }
-    Ok(conn)
+}
+
+impl Deref for DbConnection {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for DbConnection {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
+/// Opens one connection to `url` (see the module docs for hosts and session attributes).
+///
+/// # Errors
+/// [`ConnectionError::InvalidConnectionUrl`] for a URL tokio-postgres cannot read;
+/// [`ConnectionError::BadConnection`] naming each host's failure when none could be used.
+pub async fn connect(url: &str) -> Result<AsyncPgConnection, ConnectionError> {
+    Ok(connect_recording(url).await?.conn)
+}
+
+/// [`connect`], keeping the record of the connection's server errors.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_recording(url: &str) -> Result<DbConnection, ConnectionError> {
+    let config: PgConfig = url
+        .parse()
+        .map_err(|e| ConnectionError::InvalidConnectionUrl(format!("{e}")))?;
+    let hosts = config.get_hosts();
+    if hosts.is_empty() {
+        return Err(ConnectionError::InvalidConnectionUrl(
+            "the connection string names no host (host=... or postgres://host/...)".to_owned(),
+        ));
+    }
+    let ports = config.get_ports();
+    let timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    let mut failures = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        match tokio::time::timeout(timeout, connect_host(&config, host, port)).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(why)) => failures.push(format!("{}: {why}", shown(host, port))),
+            Err(_) => failures.push(format!(
+                "{}: no answer within {timeout:?}",
+                shown(host, port)
+            )),
+        }
+    }
+    Err(ConnectionError::BadConnection(failures.join("; ")))
+}
+
+fn shown(host: &Host, port: u16) -> String {
+    match host {
+        Host::Tcp(name) => format!("{name}:{port}"),
+        Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+    }
+}
+
+/// Opens a connection to one host, and checks its session attributes.
+async fn connect_host(config: &PgConfig, host: &Host, port: u16) -> Result<DbConnection, String> {
+    let stream = match host {
+        Host::Tcp(name) => {
+            let stream = TcpStream::connect((name.as_str(), port))
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            Either::Left(stream)
+        }
+        Host::Unix(dir) => {
+            let path = dir.join(format!(".s.PGSQL.{port}"));
+            Either::Right(UnixStream::connect(path).await.map_err(|e| e.to_string())?)
+        }
+    };
+    let sqlstates = SqlStates::default();
+    let (client, connection) = config
+        .connect_raw(Tap::new(stream, sqlstates.clone()), NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The connection task ends when the client is dropped, or the server goes away.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            log::debug!("database connection ended: {e}");
+        }
+    });
+    if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
+        let rows = client
+            .simple_query("SHOW transaction_read_only")
+            .await
+            .map_err(|e| e.to_string())?;
+        let read_only = rows.iter().any(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+            _ => false,
+        });
+        if read_only {
+            return Err("read-only (target_session_attrs=read-write asks for a primary)".into());
+        }
+    }
+    let conn = AsyncPgConnection::try_from(client)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(DbConnection { conn, sqlstates })
 }

@@ -1,8 +1,8 @@
-//! The embedded migrations: running them, and asking whether the newest is applied.
+//! The embedded migrations, and running them.
 
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::BigInt;
+use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::db::connect::connect;
@@ -51,26 +51,4 @@ pub async fn run_migrations(url: &str) -> Result<Vec<String>, DbSetupError> {
     })
     .await
     .map_err(|e| DbSetupError::Migration(format!("migration thread failed: {e}")))?
-}
-
-/// Whether the migration `version` is recorded as applied.
-///
-/// # Errors
-/// The database error of the query.
-pub async fn migration_applied(
-    conn: &mut AsyncPgConnection,
-    version: &str,
-) -> diesel::QueryResult<bool> {
-    #[derive(diesel::QueryableByName)]
-    struct Applied {
-        #[diesel(sql_type = Bool)]
-        applied: bool,
-    }
-    let row: Applied = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM __diesel_schema_migrations WHERE version = $1) AS applied",
-    )
-    .bind::<Text, _>(version)
-    .get_result(conn)
-    .await?;
-    Ok(row.applied)
 }

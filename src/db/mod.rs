@@ -11,11 +11,12 @@ pub mod migrations;
 pub mod pool;
 /// The `products` table, as `diesel print-schema` writes it (generated: do not edit).
 pub mod schema;
+pub mod sqlstate;
 
 pub use connect::connect;
 pub use error::DbSetupError;
 pub use fault::DbFault;
-pub use pool::DbPool;
+pub use pool::{DbPool, PooledConnection};
 
 use crate::config::Config;
 use embedded::{DATABASE_NAME, Durability, EmbeddedPostgres};

@@ -1,34 +1,62 @@
-//! The pool every request draws from.
+//! The pool every request draws from: deadpool, managing [`DbConnection`]s (connections that keep
+//! the SQLSTATEs of their errors; diesel-async's own manager cannot hand those out).
 
-use std::time::Duration;
-
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
-use futures_util::FutureExt as _;
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::PoolableConnection as _;
 
 use crate::config::Config;
-use crate::db::connect::connect;
+use crate::db::connect::{CONNECT_TIMEOUT, DbConnection, connect_recording};
 use crate::db::error::DbSetupError;
 
+/// Opens and recycles the pool's connections.
+#[derive(Debug)]
+pub struct Manager {
+    url: String,
+}
+
+impl managed::Manager for Manager {
+    type Type = DbConnection;
+    type Error = ConnectionError;
+
+    async fn create(&self) -> Result<DbConnection, ConnectionError> {
+        connect_recording(&self.url).await
+    }
+
+    /// Only checks that no transaction was left open (no test query per checkout: it would cost
+    /// a round trip per request); callers discard a connection that failed (see
+    /// `service::runner`).
+    async fn recycle(
+        &self,
+        conn: &mut DbConnection,
+        _: &Metrics,
+    ) -> RecycleResult<ConnectionError> {
+        if conn.is_broken() {
+            return Err(RecycleError::message(
+                "the connection was left in a transaction",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The pool of connections every request draws from.
-pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbPool = managed::Pool<Manager>;
+/// A connection checked out of the pool; back in the pool when dropped.
+pub type PooledConnection = managed::Object<Manager>;
+/// What checking a connection out can fail with.
+pub type PoolError = managed::PoolError<ConnectionError>;
 
-/// Longest time to establish a new connection before the request gets a 503.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Builds the pool with bounded waits: for a free slot, and for a new connection.
+/// Builds the pool with bounded waits: for a free slot (`DB_POOL_TIMEOUT_MS`), and for a new
+/// connection.
+///
+/// # Errors
+/// [`DbSetupError::Pool`] when deadpool refuses the settings.
 pub fn build_pool(url: &str, config: &Config) -> Result<DbPool, DbSetupError> {
-    let mut manager_config = ManagerConfig::default();
-    manager_config.custom_setup = Box::new(|url| connect(url).boxed());
-    // Only check for an open transaction on return, not a test query per checkout: callers
-    // discard a connection that failed (see `service::runner`).
-    manager_config.recycling_method = RecyclingMethod::Fast;
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
-    Pool::builder(manager)
+    let manager = Manager {
+        url: url.to_owned(),
+    };
+    managed::Pool::builder(manager)
         .max_size(config.db_pool_size as usize)
         .wait_timeout(Some(config.pool_timeout()))
         .create_timeout(Some(CONNECT_TIMEOUT))

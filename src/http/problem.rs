@@ -30,6 +30,10 @@ fn unavailable_detail(why: Unavailable) -> &'static str {
         Unavailable::StatementTimeout => "the database did not finish within STATEMENT_TIMEOUT_MS",
         Unavailable::PoolTimeout => "no database connection became free within DB_POOL_TIMEOUT_MS",
         Unavailable::Connection => "the database is unreachable",
+        Unavailable::ReadOnly => {
+            "the database is read-only (a standby, or in maintenance); writes resume once a \
+             writable primary is reachable"
+        }
         Unavailable::Transient => "the database reported a transient failure",
         Unavailable::Contention => "the product kept changing under concurrent writers",
     }

@@ -2,6 +2,7 @@
 //! database faults.
 
 use crate::db::fault::{self, DbFault};
+use crate::db::sqlstate::SqlStates;
 use crate::store::StoreError;
 
 /// Why the database could not serve a request right now (the HTTP layer answers 503 with
@@ -16,6 +17,8 @@ pub enum Unavailable {
     PoolTimeout,
     /// The database could not be reached or the connection broke.
     Connection,
+    /// The database only serves reads (a hot standby, or a database in maintenance).
+    ReadOnly,
     /// The database reported a transient conflict (deadlock, serialization failure, shutdown).
     Transient,
     /// A key change kept racing with other writers; retrying later will succeed.
@@ -54,6 +57,7 @@ impl ServiceError {
             DbFault::StatementTimeout => Unavailable::StatementTimeout,
             DbFault::PoolTimeout => Unavailable::PoolTimeout,
             DbFault::Connection => Unavailable::Connection,
+            DbFault::ReadOnly => Unavailable::ReadOnly,
             DbFault::Transient => Unavailable::Transient,
             DbFault::Other => return Self::Internal(format!("database error: {cause}")),
         };
@@ -71,6 +75,7 @@ impl ServiceError {
                 Unavailable::StatementTimeout => Some(DbFault::StatementTimeout),
                 Unavailable::PoolTimeout => Some(DbFault::PoolTimeout),
                 Unavailable::Connection => Some(DbFault::Connection),
+                Unavailable::ReadOnly => Some(DbFault::ReadOnly),
                 Unavailable::Transient => Some(DbFault::Transient),
                 Unavailable::Contention => None,
             },
@@ -80,13 +85,17 @@ impl ServiceError {
     }
 }
 
-impl From<StoreError> for ServiceError {
-    fn from(error: StoreError) -> Self {
+impl ServiceError {
+    /// What a store call's failure means, given the server errors (`sqlstates`) its connection
+    /// received while doing it: the one mapping of store outcomes and database errors.
+    pub fn from_store(error: StoreError, sqlstates: &SqlStates) -> Self {
         match error {
             StoreError::NotFound => Self::NotFound,
             StoreError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
             StoreError::KeyKeptMoving => Self::unavailable(Unavailable::Contention),
-            StoreError::Database(e) => Self::from_fault(fault::classify(&e), e),
+            StoreError::Database(e) => {
+                Self::from_fault(fault::classify(&e, sqlstates.first().as_ref()), e)
+            }
         }
     }
 }

@@ -162,12 +162,13 @@ async fn commit(writer: &Writer, batch: Vec<Job>) {
     }
 }
 
-/// Whether the upserts of a failed batch may succeed alone: not when the database is away.
+/// Whether the upserts of a failed batch may succeed alone: not when the database is away or
+/// read-only.
 fn worth_retrying(error: &ServiceError) -> bool {
     !matches!(
         error,
         ServiceError::Unavailable {
-            why: Unavailable::Connection | Unavailable::PoolTimeout,
+            why: Unavailable::Connection | Unavailable::PoolTimeout | Unavailable::ReadOnly,
             ..
         }
     )

@@ -1,10 +1,12 @@
-//! Readiness: a pooled connection answers, and the newest embedded migration is applied.
+//! Readiness: a pooled connection answers, the newest embedded migration is applied, and the
+//! database takes writes.
 
 use std::time::Duration;
 
 use deadpool::managed::Timeouts;
 
-use crate::db::migrations::{latest_migration_version, migration_applied};
+use crate::db::checks::serving_state;
+use crate::db::migrations::latest_migration_version;
 use crate::service::runner::Runner;
 
 /// How long readiness may take to find out (each of: a connection, the query).
@@ -32,13 +34,25 @@ pub async fn check(runner: &Runner) -> Result<(), NotReady> {
         .await
         .map_err(|e| NotReady(format!("no database connection: {e}")))?;
     let latest = latest_migration_version();
-    let answer = tokio::time::timeout(READY_TIMEOUT, migration_applied(&mut conn, &latest))
+    let answer = tokio::time::timeout(READY_TIMEOUT, serving_state(&mut conn, &latest))
         .await
         .map_err(|_| "the database did not answer in time".to_owned())
         .and_then(|r| r.map_err(|e| format!("the database failed a query: {e}")));
     match answer {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(NotReady(format!("migration {latest} is not applied"))),
+        Ok(state) if !state.migration_applied => {
+            Err(NotReady(format!("migration {latest} is not applied")))
+        }
+        Ok(state) if state.read_only => {
+            // Connections to a read-only server are no use for writes: let the next ones find a
+            // writable primary (a multi-host DATABASE_URL with target_session_attrs=read-write).
+            runner.discard(conn);
+            Err(NotReady(
+                "the database is read-only (a hot standby, or default_transaction_read_only is \
+                 on): writes would fail"
+                    .to_owned(),
+            ))
+        }
+        Ok(_) => Ok(()),
         Err(reason) => {
             runner.discard(conn);
             Err(NotReady(reason))

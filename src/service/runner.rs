@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use deadpool::managed::Object;
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::Object as PooledConnection;
 
-use crate::db::DbPool;
 use crate::db::fault::{self, DbFault};
+use crate::db::{DbPool, PooledConnection};
 use crate::service::error::ServiceError;
 use crate::store::StoreError;
 use crate::telemetry::metrics::{DbErrorKind, Metrics};
@@ -57,19 +56,21 @@ impl Runner {
                 return Err(self.count(error));
             }
         };
+        conn.sqlstates().clear();
         match tokio::time::timeout(self.deadline, work(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(StoreError::Database(e))) => {
-                let fault = fault::classify(&e);
+                let fault = fault::classify(&e, conn.sqlstates().first().as_ref());
                 if fault.spoils_connections() {
                     // Recycling does not test connections (it would cost a round trip per
                     // request), so one that broke must not go back to the pool, nor its idle
-                    // siblings, which a server restart broke too.
+                    // siblings, which a server restart broke too (or a failover left on a
+                    // read-only standby).
                     self.discard(conn);
                 }
                 Err(self.count(ServiceError::from_fault(fault, e)))
             }
-            Ok(Err(outcome)) => Err(ServiceError::from(outcome)),
+            Ok(Err(outcome)) => Err(ServiceError::from_store(outcome, conn.sqlstates())),
             Err(_) => {
                 drop(Object::take(conn));
                 let cause = format!(
@@ -83,7 +84,7 @@ impl Runner {
 
     /// Closes `conn` and every idle connection of the pool: after a failure that may have broken
     /// them, none is handed out again.
-    pub fn discard(&self, conn: PooledConnection<AsyncPgConnection>) {
+    pub fn discard(&self, conn: PooledConnection) {
         drop(Object::take(conn));
         self.pool.retain(|_, _| false);
     }
@@ -97,9 +98,9 @@ impl Runner {
                 self.metrics.count_db_error(DbErrorKind::StatementTimeout);
             }
             Some(DbFault::Connection) => self.metrics.count_db_error(DbErrorKind::Connection),
-            Some(DbFault::Transient | DbFault::Other) => {
-                self.metrics.count_db_error(DbErrorKind::Other);
-            }
+            Some(DbFault::ReadOnly) => self.metrics.count_db_error(DbErrorKind::ReadOnly),
+            Some(DbFault::Transient) => self.metrics.count_db_error(DbErrorKind::Transient),
+            Some(DbFault::Other) => self.metrics.count_db_error(DbErrorKind::Other),
             None => {}
         }
         error

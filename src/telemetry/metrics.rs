@@ -51,7 +51,33 @@ pub enum DbErrorKind {
     LockTimeout,
     StatementTimeout,
     Connection,
+    ReadOnly,
+    Transient,
     Other,
+}
+
+impl DbErrorKind {
+    /// Every kind, in the order the exposition lists them.
+    pub const ALL: [Self; 6] = [
+        Self::LockTimeout,
+        Self::StatementTimeout,
+        Self::Connection,
+        Self::ReadOnly,
+        Self::Transient,
+        Self::Other,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::LockTimeout => "lock_timeout",
+            Self::StatementTimeout => "statement_timeout",
+            Self::Connection => "connection",
+            Self::ReadOnly => "read_only",
+            Self::Transient => "transient",
+            Self::Other => "other",
+        }
+    }
 }
 
 /// Registers a freshly defined metric and hands it back (definitions are static: a failure is a
@@ -79,8 +105,8 @@ impl Metrics {
         for outcome in ["created", "updated", "failed"] {
             metrics.upserts.with_label_values(&[outcome]);
         }
-        for kind in ["lock_timeout", "statement_timeout", "connection", "other"] {
-            metrics.db_errors.with_label_values(&[kind]);
+        for kind in DbErrorKind::ALL {
+            metrics.db_errors.with_label_values(&[kind.label()]);
         }
         metrics
     }
@@ -180,7 +206,8 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "db_errors_total",
-                        "Database errors by kind (lock_timeout, statement_timeout, connection, other)",
+                        "Database errors by kind (lock_timeout, statement_timeout, connection, read_only, \
+                         transient, other)",
                     ),
                     &["kind"],
                 ),
@@ -236,13 +263,7 @@ impl Metrics {
 
     /// Counts a database error.
     pub fn count_db_error(&self, kind: DbErrorKind) {
-        let label = match kind {
-            DbErrorKind::LockTimeout => "lock_timeout",
-            DbErrorKind::StatementTimeout => "statement_timeout",
-            DbErrorKind::Connection => "connection",
-            DbErrorKind::Other => "other",
-        };
-        self.db_errors.with_label_values(&[label]).inc();
+        self.db_errors.with_label_values(&[kind.label()]).inc();
     }
 
     /// Records the result of a duplicate scan.

@@ -68,6 +68,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db_url: String,
     db_name: String,
+    /// The role that owns the database, when it is not the cluster's superuser.
+    owner: Option<String>,
     /// Stops the server when the test ends.
     _instance: Instance,
 }
@@ -79,20 +81,55 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with settings changed by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(DatabaseSetup::default(), configure).await
+}
+
+/// How a test's database is made.
+#[derive(Debug, Default)]
+pub struct DatabaseSetup<'a> {
+    /// The database is owned by a role of its own, without superuser, and the service connects
+    /// as that role (as on managed PostgreSQL); else as the cluster's superuser.
+    pub own_role: bool,
+    /// `ALTER DATABASE ... SET name = value`, applied before the service starts.
+    pub settings: &'a [(&'a str, &'a str)],
+}
+
+/// Like [`spawn_app_with`], on a database made as `setup` says.
+pub async fn spawn_app_on(
+    setup: DatabaseSetup<'_>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let db_name = format!(
         "test_{}_{}",
         std::process::id(),
         NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
     );
+    let owner = setup.own_role.then(|| format!("{db_name}_owner"));
+    // One statement at a time: CREATE DATABASE cannot run in a transaction.
+    let mut statements = Vec::new();
+    if let Some(owner) = &owner {
+        statements.push(format!("CREATE ROLE {owner} LOGIN NOSUPERUSER"));
+        statements.push(format!("CREATE DATABASE {db_name} OWNER {owner}"));
+    } else {
+        statements.push(format!("CREATE DATABASE {db_name}"));
+    }
+    for (name, value) in setup.settings {
+        statements.push(format!("ALTER DATABASE {db_name} SET {name} = '{value}'"));
+    }
     let mut admin = db::connect(&admin_url())
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL: {e}"));
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await
-        .expect("cannot create the test database");
+    for sql in statements {
+        admin
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("cannot set the test database up ({sql}): {e}"));
+    }
 
-    let db_url = database_url(&db_name);
+    let db_url = match &owner {
+        Some(owner) => as_user(&database_url(&db_name), owner),
+        None => database_url(&db_name),
+    };
     let (instance, metrics_address) = start_instance(&db_url, configure).await;
     TestApp {
         address: instance.address.clone(),
@@ -103,7 +140,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             .expect("http client"),
         db_url,
         db_name,
+        owner,
         _instance: instance,
+    }
+}
+
+/// `url` connecting as `user` instead.
+fn as_user(url: &str, user: &str) -> String {
+    if url.contains("://") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}user={user}")
+    } else {
+        format!("{url} user={user}")
     }
 }
 
@@ -270,6 +318,11 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         let name = self.db_name.clone();
+        let drop_owner = self
+            .owner
+            .as_ref()
+            .map(|owner| format!("; DROP ROLE IF EXISTS {owner}"))
+            .unwrap_or_default();
         // Drop has no runtime to await on: drop the database from a thread of its own.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -280,7 +333,9 @@ impl Drop for TestApp {
                     .await
                     .map_err(std::io::Error::other)?;
                 admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE){drop_owner}"
+                    ))
                     .await
                     .map_err(std::io::Error::other)
             })

@@ -24,6 +24,7 @@ macro_rules! in_both_modes {
 mod architecture;
 mod binary;
 mod concurrency;
+mod conditions;
 mod dedupe;
 mod helpers;
 mod loadtest;
