@@ -12,6 +12,7 @@ use crate::db::embedded::EmbeddedPostgres;
 use crate::db::{self, DbSetupError};
 use crate::http::{self, AppState};
 use crate::service::{ProductService, duplicate_scan};
+use crate::store::{self, locks::LockCheckError};
 use crate::telemetry::metrics::Metrics;
 
 /// Errors of start-up.
@@ -19,6 +20,8 @@ use crate::telemetry::metrics::Metrics;
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] DbSetupError),
+    #[error(transparent)]
+    Locks(#[from] LockCheckError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -42,7 +45,8 @@ impl Application {
     /// a free port).
     ///
     /// # Errors
-    /// [`StartupError::Database`] when the database cannot be opened, migrated or trusted;
+    /// [`StartupError::Database`] when the database cannot be opened or migrated;
+    /// [`StartupError::Locks`] when its advisory locks cannot be trusted;
     /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let (url, embedded) = db::open(&config).await?;
@@ -50,7 +54,7 @@ impl Application {
         if !applied.is_empty() {
             log::info!("applied migrations: {}", applied.join(", "));
         }
-        db::checks::check_advisory_locks(&url).await?;
+        store::locks::check_enforced(&url).await?;
         let pool = db::pool::build_pool(&url, &config)?;
 
         let metrics = Metrics::new();

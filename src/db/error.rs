@@ -12,11 +12,6 @@ pub enum DbSetupError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
-    #[error(
-        "this database does not enforce advisory locks (a second session took a lock the first \
-         held); product-service relies on them to avoid duplicates and refuses to run on it"
-    )]
-    AdvisoryLocksNotEnforced,
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
     #[error(transparent)]

@@ -22,32 +22,37 @@ pub fn latest_migration_version() -> String {
         .unwrap_or_default()
 }
 
-/// Session-level advisory lock held while migrating, so instances starting together take turns.
+/// Advisory lock held by the migrating transaction, so instances starting together take turns.
 /// (A constant outside the range `product_lock_key` is likely to hit is not needed: a collision
 /// would only make one upsert wait for a migration.)
-pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x7072_6f64_7563_7473; // "products"
+const MIGRATION_LOCK_KEY: i64 = 0x7072_6f64_7563_7473; // "products"
 
-/// Runs every pending embedded migration, under a session advisory lock of its own.
+/// Runs every pending embedded migration, all in one transaction that first takes a
+/// transaction-level advisory lock of its own: instances starting together take turns, the lock
+/// ends with the transaction (nothing session-scoped is left held, even behind a
+/// transaction-pooling PgBouncer), and a failed migration leaves nothing half done. (So a
+/// migration must be transactional: no `CREATE INDEX CONCURRENTLY`.)
 ///
 /// Runs on a blocking thread through `AsyncConnectionWrapper` (diesel's migration harness is
 /// synchronous), so it works from any async runtime.
+///
+/// # Errors
+/// [`DbSetupError::Connect`], [`DbSetupError::Query`] or [`DbSetupError::Migration`]; nothing
+/// is applied then.
 pub async fn run_migrations(url: &str) -> Result<Vec<String>, DbSetupError> {
+    use diesel::Connection as _;
     let conn = connect(url).await?;
     tokio::task::spawn_blocking(move || {
         let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
             AsyncConnectionWrapper::from(conn);
-        let lock =
-            diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY);
-        diesel::RunQueryDsl::execute(lock, &mut conn)?;
-        let applied = conn
-            .run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| DbSetupError::Migration(e.to_string()));
-        // Closing the connection would release the lock too; unlocking says so explicitly.
-        let unlock = diesel::sql_query("SELECT pg_advisory_unlock($1)")
-            .bind::<BigInt, _>(MIGRATION_LOCK_KEY);
-        diesel::RunQueryDsl::execute(unlock, &mut conn)?;
-        applied
+        conn.transaction(|conn| {
+            let lock = diesel::sql_query("SELECT pg_catalog.pg_advisory_xact_lock($1)")
+                .bind::<BigInt, _>(MIGRATION_LOCK_KEY);
+            diesel::RunQueryDsl::execute(lock, conn)?;
+            conn.run_pending_migrations(MIGRATIONS)
+                .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| DbSetupError::Migration(e.to_string()))
+        })
     })
     .await
     .map_err(|e| DbSetupError::Migration(format!("migration thread failed: {e}")))?

@@ -1,9 +1,16 @@
 //! The first statements of every write transaction: the bounds on its waits, then the advisory
-//! locks of its keys, each in a statement of its own.
+//! locks of its keys, each in a statement of its own; and the start-up check that the server
+//! really enforces those very statements.
+//!
+//! Every PostgreSQL function the guarantee rests on is called as `pg_catalog.<name>`, so that no
+//! `search_path` (of a database, a role or a session) can put a look-alike in its place;
+//! `product_lock_key` itself resolves its names in `pg_catalog` (its migration sets that).
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::config::Config;
+use crate::db::connect::{DbConnection, connect_recording};
+use crate::db::sqlstate::SqlState;
 use crate::domain::ProductKey;
 use crate::store::prepared::Prepared;
 
@@ -53,7 +60,8 @@ pub(crate) struct LockKeysStatement;
 /// The statement that bounds every lock wait and every statement of the transaction it runs in.
 pub(crate) fn bound_waits_query(settings: &TxSettings) -> Prepared<'static, BoundWaitsStatement> {
     Prepared::new(
-        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true), \
+         pg_catalog.set_config('statement_timeout', $2, true)",
         vec![
             Some(settings.lock_timeout_ms.to_string().into()),
             Some(settings.statement_timeout_ms.to_string().into()),
@@ -76,7 +84,7 @@ pub(crate) async fn bound_waits(
 /// fresh snapshot, which includes the commit of whoever held the lock before us.
 pub(crate) fn lock_key_query(key: &ProductKey) -> Prepared<'_, LockKeyStatement> {
     Prepared::new(
-        "SELECT pg_advisory_xact_lock(product_lock_key($1, $2, $3))",
+        "SELECT pg_catalog.pg_advisory_xact_lock(product_lock_key($1, $2, $3))",
         vec![
             Some(key.brand.as_str().into()),
             Some(key.serial.as_str().into()),
@@ -96,9 +104,12 @@ pub(crate) fn lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, LockKey
     // The keys travel as one JSON parameter, which serde escapes; `OFFSET 0` keeps the sorted
     // subquery from being merged into the outer one, so the locks are taken in its order.
     Prepared::new(
-        "SELECT pg_advisory_xact_lock(k) FROM (\
-             SELECT DISTINCT product_lock_key(t->>0, t->>1, t->>2) AS k \
-             FROM jsonb_array_elements($1::jsonb) AS t ORDER BY k OFFSET 0) AS keys",
+        "SELECT pg_catalog.pg_advisory_xact_lock(k) FROM (\
+             SELECT DISTINCT product_lock_key(\
+                 pg_catalog.jsonb_array_element_text(t, 0), \
+                 pg_catalog.jsonb_array_element_text(t, 1), \
+                 pg_catalog.jsonb_array_element_text(t, 2)) AS k \
+             FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) AS t ORDER BY k OFFSET 0) AS keys",
         vec![Some(
             serde_json::to_string(&rows).unwrap_or_default().into(),
         )],
@@ -116,4 +127,97 @@ pub(crate) async fn lock_keys(
         keys => lock_keys_query(keys).execute(conn).await?,
     };
     Ok(())
+}
+
+/// Why the server cannot be trusted with the locking protocol, or could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockCheckError {
+    #[error(
+        "this database does not enforce transaction-level advisory locks ({0}); product-service \
+         relies on them to avoid duplicates and refuses to run on it"
+    )]
+    NotEnforced(String),
+    #[error("cannot connect for the advisory-lock check: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("the advisory-lock check failed: {0}")]
+    Database(#[from] diesel::result::Error),
+}
+
+/// How long the check lets its second transaction wait for a lock that must stay held.
+const CHECK_WAIT_MS: u64 = 50;
+
+/// Refuses a server whose advisory locks the write path could not rely on (some
+/// PostgreSQL-compatible servers accept the calls and enforce nothing).
+///
+/// Runs the write path's own lock statements ([`lock_key_query`] and [`lock_keys_query`]) in two
+/// concurrent transactions on two connections to `url`: while the first holds a key, the second
+/// must time out on it (SQLSTATE 55P03) with either statement; once the first ends, the second
+/// must get it. Transaction-scoped only, so it means the same behind a transaction-pooling
+/// PgBouncer, and nothing is left held. The key is this process's own, so instances starting
+/// together do not meet.
+///
+/// # Errors
+/// [`LockCheckError::NotEnforced`] saying what the server got wrong; the others when it could
+/// not be asked.
+pub async fn check_enforced(url: &str) -> Result<(), LockCheckError> {
+    use diesel_async::SimpleAsyncConnection as _;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let key = ProductKey::new(
+        "product-service start-up check",
+        format!("{}-{nanos}", std::process::id()),
+        "",
+    );
+    let other = ProductKey::new(&key.brand, format!("{}+", key.serial), "");
+    let mut holder = connect_recording(url).await?;
+    let mut contender = connect_recording(url).await?;
+
+    holder.batch_execute("BEGIN").await?;
+    lock_key_query(&key).execute(&mut *holder).await?;
+    let single = contend(&mut contender, lock_key_query(&key)).await?;
+    let batch = contend(&mut contender, lock_keys_query(&[&other, &key])).await?;
+    holder.batch_execute("ROLLBACK").await?;
+    let after = contend(&mut contender, lock_key_query(&key)).await?;
+
+    match (single, batch, after) {
+        (Contended::TimedOut, Contended::TimedOut, Contended::Granted) => Ok(()),
+        (Contended::Granted, _, _) | (_, Contended::Granted, _) => {
+            Err(LockCheckError::NotEnforced(
+                "a second transaction was granted a key that a first one held".to_owned(),
+            ))
+        }
+        _ => Err(LockCheckError::NotEnforced(
+            "a key stayed held after the transaction that took it ended".to_owned(),
+        )),
+    }
+}
+
+/// What a lock statement met in a transaction of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contended {
+    Granted,
+    /// Not granted within [`CHECK_WAIT_MS`] (SQLSTATE 55P03).
+    TimedOut,
+}
+
+/// Runs `lock` in a transaction of its own that waits at most [`CHECK_WAIT_MS`], then ends it.
+async fn contend<Id: 'static + Send>(
+    conn: &mut DbConnection,
+    lock: Prepared<'_, Id>,
+) -> Result<Contended, LockCheckError> {
+    use diesel_async::SimpleAsyncConnection as _;
+    conn.batch_execute(&format!(
+        "BEGIN; SELECT pg_catalog.set_config('lock_timeout', '{CHECK_WAIT_MS}', true)"
+    ))
+    .await?;
+    conn.sqlstates().clear();
+    let result = lock.execute(&mut **conn).await;
+    let timed_out = conn.sqlstates().first() == Some(SqlState::LOCK_NOT_AVAILABLE);
+    conn.batch_execute("ROLLBACK").await?;
+    match result {
+        Ok(_) => Ok(Contended::Granted),
+        Err(_) if timed_out => Ok(Contended::TimedOut),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -11,7 +11,7 @@ use futures::future::join_all;
 use product_service::config::Config;
 use serde_json::{Value, json};
 
-use crate::helpers::{Instance, TestApp, json, product, spawn_app_with};
+use crate::helpers::{DatabaseSetup, Instance, TestApp, json, product, spawn_app_on};
 
 // The tests of this file, each run with group commit and with one transaction per upsert.
 in_both_modes!(
@@ -21,6 +21,7 @@ in_both_modes!(
     concurrent_patches_moving_two_rows_onto_one_key_leave_one_row_with_it,
     a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it,
     the_upsert_runs_read_committed_even_where_the_database_default_is_stricter,
+    look_alike_lock_functions_earlier_on_the_search_path_change_nothing,
 );
 
 /// The window between `SELECT ... FOR UPDATE` and the write, in the race tests.
@@ -69,14 +70,19 @@ fn racing_config(lock: bool, group_commit: bool) -> impl Fn(&mut Config) + Copy 
 }
 
 async fn race(lock: bool, group_commit: bool) -> Race {
-    let race = cold_race(lock, group_commit).await;
+    race_on(DatabaseSetup::default(), lock, group_commit).await
+}
+
+/// [`race`] on a database made as `setup` says.
+async fn race_on(setup: DatabaseSetup<'_>, lock: bool, group_commit: bool) -> Race {
+    let race = cold_race(setup, lock, group_commit).await;
     warm_up(&race).await;
     race
 }
 
 /// Instances whose pools have no connection yet.
-async fn cold_race(lock: bool, group_commit: bool) -> Race {
-    let app = spawn_app_with(racing_config(lock, group_commit)).await;
+async fn cold_race(setup: DatabaseSetup<'_>, lock: bool, group_commit: bool) -> Race {
+    let app = spawn_app_on(setup, racing_config(lock, group_commit)).await;
     let mut others = Vec::new();
     for _ in 1..INSTANCES {
         others.push(
@@ -250,7 +256,7 @@ async fn a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it(group_commi
 async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stricter(
     group_commit: bool,
 ) {
-    let race = cold_race(true, group_commit).await;
+    let race = cold_race(DatabaseSetup::default(), true, group_commit).await;
     let app = &race.app;
     // Under REPEATABLE READ the read after the lock would use a snapshot taken before the
     // previous holder committed, and insert a duplicate (or fail to serialize). The setting
@@ -267,4 +273,30 @@ async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stric
     assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
     assert_eq!(count(&statuses, 200), 15, "{statuses:?}");
     assert_eq!(app.count_products("true").await, 1);
+}
+
+/// No-op advisory-lock functions in a schema of their own, and a database `search_path` that
+/// puts them before `pg_catalog`: an unqualified call would take no lock at all.
+const LOOK_ALIKE_LOCKS: &str = "\
+    CREATE SCHEMA look_alike; \
+    CREATE FUNCTION look_alike.pg_advisory_xact_lock(bigint) RETURNS void \
+        LANGUAGE sql AS 'SELECT NULL::void'; \
+    CREATE FUNCTION look_alike.pg_try_advisory_xact_lock(bigint) RETURNS boolean \
+        LANGUAGE sql AS 'SELECT true'; \
+    CREATE FUNCTION look_alike.hashtextextended(text, bigint) RETURNS bigint \
+        LANGUAGE sql AS 'SELECT (random() * 1e15)::bigint'";
+
+async fn look_alike_lock_functions_earlier_on_the_search_path_change_nothing(group_commit: bool) {
+    let setup = DatabaseSetup {
+        sql: LOOK_ALIKE_LOCKS,
+        settings: &[("search_path", "look_alike, pg_catalog, public")],
+        ..DatabaseSetup::default()
+    };
+    let race = race_on(setup, true, group_commit).await;
+
+    let statuses = identical_posts(&race, 32).await;
+
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 31, "{statuses:?}");
+    assert_eq!(race.app.count_products("true").await, 1);
 }

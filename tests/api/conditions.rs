@@ -1,13 +1,17 @@
 //! The conditions production brings: a server that answers in another language to a role that
-//! cannot change it, and a database that turns read-only (a standby after a failover, or
-//! maintenance). Every fault is a 503 with Retry-After, never a 500, and service resumes by
-//! itself.
+//! cannot change it, a database that turns read-only (a standby after a failover, or
+//! maintenance), and a server whose advisory locks are stubs. Every fault is a 503 with
+//! Retry-After, never a 500, and service resumes by itself; a server that cannot keep the
+//! guarantee is refused at start.
 
 use diesel_async::SimpleAsyncConnection;
 use serde_json::json;
 
+use product_service::startup::Application;
+
 use crate::helpers::{
-    DatabaseSetup, TestApp, json, product, scrape, spawn_app_on, spawn_app_with, value,
+    DatabaseSetup, TestApp, TestDatabase, json, product, scrape, spawn_app_on, spawn_app_with,
+    test_config, value,
 };
 
 // The tests of this file, each run with group commit and with one transaction per upsert.
@@ -18,7 +22,7 @@ in_both_modes!(
 
 /// The locale the non-English test asks the server to speak (`localedef -i de_DE -f UTF-8
 /// de_DE.UTF-8` makes it; `.ci/run` does).
-const GERMAN: &str = "de_DE.UTF-8";
+const GERMAN: &str = "'de_DE.UTF-8'";
 
 fn assert_503(response: &reqwest::Response, case: &str) {
     assert_eq!(response.status(), 503, "{case}");
@@ -40,6 +44,7 @@ async fn german_app(
     let setup = DatabaseSetup {
         own_role: true,
         settings: &[("lc_messages", GERMAN)],
+        ..DatabaseSetup::default()
     };
     spawn_app_on(setup, |c| {
         c.group_commit = group_commit;
@@ -190,4 +195,33 @@ async fn a_read_only_database_refuses_writes_with_503_is_not_ready_serves_reads_
         "{statuses:?}"
     );
     assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+/// Makes `pg_catalog`'s advisory-lock functions no-ops in this database, as a
+/// PostgreSQL-compatible server that accepts the calls and enforces nothing would.
+const STUB_CATALOG_LOCKS: &str = "\
+    SET allow_system_table_mods = on; \
+    CREATE OR REPLACE FUNCTION pg_catalog.pg_advisory_xact_lock(bigint) RETURNS void \
+        LANGUAGE sql AS 'SELECT NULL::void'; \
+    CREATE OR REPLACE FUNCTION pg_catalog.pg_try_advisory_xact_lock(bigint) RETURNS boolean \
+        LANGUAGE sql AS 'SELECT true'";
+
+#[tokio::test]
+async fn a_server_whose_advisory_locks_are_stubs_is_refused_at_start() {
+    let database = TestDatabase::create(DatabaseSetup {
+        sql: STUB_CATALOG_LOCKS,
+        ..DatabaseSetup::default()
+    })
+    .await;
+
+    let refused = Application::build(test_config(&database.url, |_| {})).await;
+
+    let error = refused
+        .err()
+        .expect("a server with stub locks must be refused")
+        .to_string();
+    assert!(
+        error.contains("does not enforce transaction-level advisory locks"),
+        "the refusal says why: {error}"
+    );
 }

@@ -67,11 +67,9 @@ pub struct TestApp {
     pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db_url: String,
-    db_name: String,
-    /// The role that owns the database, when it is not the cluster's superuser.
-    owner: Option<String>,
-    /// Stops the server when the test ends.
+    /// Stops the server when the test ends (declared before the database, so it goes first).
     _instance: Instance,
+    database: TestDatabase,
 }
 
 /// Starts the service on a random port with a fresh database and the default test settings.
@@ -84,53 +82,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_on(DatabaseSetup::default(), configure).await
 }
 
-/// How a test's database is made.
-#[derive(Debug, Default)]
-pub struct DatabaseSetup<'a> {
-    /// The database is owned by a role of its own, without superuser, and the service connects
-    /// as that role (as on managed PostgreSQL); else as the cluster's superuser.
-    pub own_role: bool,
-    /// `ALTER DATABASE ... SET name = value`, applied before the service starts.
-    pub settings: &'a [(&'a str, &'a str)],
-}
-
 /// Like [`spawn_app_with`], on a database made as `setup` says.
 pub async fn spawn_app_on(
     setup: DatabaseSetup<'_>,
     configure: impl FnOnce(&mut Config),
 ) -> TestApp {
-    let db_name = format!(
-        "test_{}_{}",
-        std::process::id(),
-        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
-    );
-    let owner = setup.own_role.then(|| format!("{db_name}_owner"));
-    // One statement at a time: CREATE DATABASE cannot run in a transaction.
-    let mut statements = Vec::new();
-    if let Some(owner) = &owner {
-        statements.push(format!("CREATE ROLE {owner} LOGIN NOSUPERUSER"));
-        statements.push(format!("CREATE DATABASE {db_name} OWNER {owner}"));
-    } else {
-        statements.push(format!("CREATE DATABASE {db_name}"));
-    }
-    for (name, value) in setup.settings {
-        statements.push(format!("ALTER DATABASE {db_name} SET {name} = '{value}'"));
-    }
-    let mut admin = db::connect(&admin_url())
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL: {e}"));
-    for sql in statements {
-        admin
-            .batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("cannot set the test database up ({sql}): {e}"));
-    }
-
-    let db_url = match &owner {
-        Some(owner) => as_user(&database_url(&db_name), owner),
-        None => database_url(&db_name),
-    };
-    let (instance, metrics_address) = start_instance(&db_url, configure).await;
+    let database = TestDatabase::create(setup).await;
+    let (instance, metrics_address) = start_instance(&database.url, configure).await;
     TestApp {
         address: instance.address.clone(),
         metrics_address,
@@ -138,10 +96,77 @@ pub async fn spawn_app_on(
             .pool_max_idle_per_host(0)
             .build()
             .expect("http client"),
-        db_url,
-        db_name,
-        owner,
+        db_url: database.url.clone(),
         _instance: instance,
+        database,
+    }
+}
+
+/// How a test's database is made.
+#[derive(Debug, Default)]
+pub struct DatabaseSetup<'a> {
+    /// The database is owned by a role of its own, without superuser, and the service connects
+    /// as that role (as on managed PostgreSQL); else as the cluster's superuser.
+    pub own_role: bool,
+    /// `ALTER DATABASE ... SET name = value` (the value as SQL: quote a string), applied before
+    /// the service starts.
+    pub settings: &'a [(&'a str, &'a str)],
+    /// SQL run in the new database, as the cluster's superuser, before the service starts.
+    pub sql: &'a str,
+}
+
+/// A database of its own for one test, dropped (with its role) when the test ends.
+pub struct TestDatabase {
+    pub name: String,
+    /// How the service connects to it.
+    pub url: String,
+    /// The role that owns it, when it is not the cluster's superuser.
+    owner: Option<String>,
+}
+
+impl TestDatabase {
+    /// Creates a database as `setup` says.
+    pub async fn create(setup: DatabaseSetup<'_>) -> Self {
+        let name = format!(
+            "test_{}_{}",
+            std::process::id(),
+            NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+        );
+        let owner = setup.own_role.then(|| format!("{name}_owner"));
+        // One statement at a time: CREATE DATABASE cannot run in a transaction.
+        let mut statements = Vec::new();
+        if let Some(owner) = &owner {
+            statements.push(format!("CREATE ROLE {owner} LOGIN NOSUPERUSER"));
+            statements.push(format!("CREATE DATABASE {name} OWNER {owner}"));
+        } else {
+            statements.push(format!("CREATE DATABASE {name}"));
+        }
+        for (setting, value) in setup.settings {
+            statements.push(format!("ALTER DATABASE {name} SET {setting} = {value}"));
+        }
+        let mut admin = db::connect(&admin_url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL: {e}"));
+        for sql in statements {
+            admin
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("cannot set the test database up ({sql}): {e}"));
+        }
+        if !setup.sql.is_empty() {
+            let mut inside = db::connect(&database_url(&name))
+                .await
+                .expect("cannot connect to the new test database");
+            inside
+                .batch_execute(setup.sql)
+                .await
+                .unwrap_or_else(|e| panic!("test database set-up SQL failed: {e}"));
+        }
+        let url = match &owner {
+            Some(owner) => as_user(&database_url(&name), owner),
+            None => database_url(&name),
+        };
+        Self { name, url, owner }
     }
 }
 
@@ -155,12 +180,8 @@ fn as_user(url: &str, user: &str) -> String {
     }
 }
 
-/// Builds and starts the service on `db_url` with the test settings changed by `configure`;
-/// returns it and the address of its separate metrics listener, if any.
-async fn start_instance(
-    db_url: &str,
-    configure: impl FnOnce(&mut Config),
-) -> (Instance, Option<String>) {
+/// The service's settings in tests: `db_url`, a random port, two workers, then `configure`.
+pub fn test_config(db_url: &str, configure: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config {
         database_url: Some(db_url.to_owned()),
         bind_addr: "127.0.0.1:0".parse().expect("valid address"),
@@ -168,7 +189,16 @@ async fn start_instance(
         ..Config::default()
     };
     configure(&mut config);
-    let app = Application::build(config)
+    config
+}
+
+/// Builds and starts the service on `db_url` with the test settings changed by `configure`;
+/// returns it and the address of its separate metrics listener, if any.
+async fn start_instance(
+    db_url: &str,
+    configure: impl FnOnce(&mut Config),
+) -> (Instance, Option<String>) {
+    let app = Application::build(test_config(db_url, configure))
         .await
         .expect("the application failed to start");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -246,7 +276,7 @@ impl TestApp {
 
     /// This test's database name.
     pub fn db_name(&self) -> &str {
-        &self.db_name
+        &self.database.name
     }
 
     /// Runs SQL on the cluster's `postgres` database (to act on this test's database as a whole).
@@ -315,9 +345,9 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
+impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let name = self.db_name.clone();
+        let name = self.name.clone();
         let drop_owner = self
             .owner
             .as_ref()
@@ -342,7 +372,7 @@ impl Drop for TestApp {
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.db_name);
+            eprintln!("could not drop test database {}", self.name);
         }
     }
 }
