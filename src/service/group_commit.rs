@@ -1,31 +1,47 @@
 //! Group commit: upserts that arrive while a transaction is in flight queue up, and the next
 //! transaction applies them together and commits once.
 //!
-//! A few committer tasks (`GROUP_COMMIT_WORKERS`) each loop: wait for one queued upsert, take
-//! every other one queued by then (up to `GROUP_COMMIT_MAX_BATCH`), and run them as one
-//! transaction (`store::upsert_batch`: all their advisory locks in ascending order, then the
-//! upserts in arrival order, one commit). There is no timer: a lone request on an idle service
-//! is sent at once. Every request is answered only after its transaction committed. When a batch
-//! of several fails, its upserts are retried one by one through the single-request path, so one
-//! held key or bad row cannot fail the others. A request that waited in the queue longer than
-//! `LOCK_TIMEOUT_MS` is answered 503 without being applied.
+//! A few committer tasks (`GROUP_COMMIT_WORKERS`) each loop: wait for work, take every queued
+//! upsert (up to `GROUP_COMMIT_MAX_BATCH`), and run them as one transaction
+//! (`store::upsert_free`: it tries every key's advisory lock without waiting, then applies the
+//! upserts whose keys were granted, in arrival order, with one commit). There is no timer: a lone
+//! request on an idle service is sent at once.
+//!
+//! A key is in at most one batch of this instance at a time: upserts for a key whose batch is in
+//! flight wait here, holding no connection, and all go in the next batch after it, in arrival
+//! order. A key held by another transaction (another instance, another program) does not hold up
+//! its batch either: its upserts wait here and are tried again in a later batch (after 2 ms,
+//! doubling up to 50 ms), ahead of later requests for the same key. Every request is answered
+//! only after its transaction committed, or with a 503 once it has waited `LOCK_TIMEOUT_MS` since
+//! it was queued; a batch waits for a row lock at most what is left of its oldest request's
+//! `LOCK_TIMEOUT_MS`. When a batch fails (a row lock held past that, say), its upserts are retried
+//! one by one, each waiting at most what is left of its own.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::domain::ProductInput;
+use crate::domain::{ProductInput, ProductKey};
 use crate::service::error::{ServiceError, Unavailable};
 use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
-use crate::store;
+use crate::store::{self, TxSettings};
 use crate::telemetry::request_id::{current_request_id, within_request, within_request_sync};
+
+/// First wait before a busy key is tried again; it doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(2);
+const MAX_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 struct Job {
     input: ProductInput,
     /// The id of the request that queued it, for the log lines written on its behalf.
     request_id: Option<String>,
     queued: Instant,
+    /// When a batch first found its key busy.
+    first_tried: Option<Instant>,
+    /// How long it waited before its last try (zero until its key was found busy).
+    retry_delay: Duration,
     reply: oneshot::Sender<Result<Committed, ServiceError>>,
 }
 
@@ -43,18 +59,30 @@ pub struct GroupCommit {
     queue: mpsc::Sender<Job>,
 }
 
+/// What the committers share.
+struct Shared {
+    /// New upserts; one committer collects from it at a time.
+    queue: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    keys: Mutex<Keys>,
+    /// Woken when a batch ends: the upserts waiting for its keys may go.
+    batch_ended: Notify,
+    max_batch: usize,
+}
+
 impl GroupCommit {
     /// Starts `workers` committer tasks on the current runtime, applying upserts with `writer`,
     /// at most `max_batch` in one transaction.
     pub fn start(writer: Writer, workers: usize, max_batch: usize) -> Self {
-        let (queue, receiver) = mpsc::channel(max_batch.max(1) * workers.max(1) * 4);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let max_batch = max_batch.max(1);
+        let (queue, receiver) = mpsc::channel(max_batch * workers.max(1) * 4);
+        let shared = Arc::new(Shared {
+            queue: tokio::sync::Mutex::new(receiver),
+            keys: Mutex::default(),
+            batch_ended: Notify::new(),
+            max_batch,
+        });
         for _ in 0..workers.max(1) {
-            tokio::spawn(committer(
-                writer.clone(),
-                Arc::clone(&receiver),
-                max_batch.max(1),
-            ));
+            tokio::spawn(committer(writer.clone(), Arc::clone(&shared)));
         }
         Self { queue }
     }
@@ -62,14 +90,17 @@ impl GroupCommit {
     /// Queues `input` and waits until the transaction that applied it has committed.
     ///
     /// # Errors
-    /// The batch's [`ServiceError`]; [`Unavailable::LockTimeout`] when it waited in the queue
-    /// past `LOCK_TIMEOUT_MS`; [`ServiceError::Internal`] if the committers are gone.
+    /// The batch's [`ServiceError`]; [`Unavailable::LockTimeout`] when it waited past
+    /// `LOCK_TIMEOUT_MS` since it was queued; [`ServiceError::Internal`] if the committers are
+    /// gone.
     pub async fn submit(&self, input: ProductInput) -> Result<Committed, ServiceError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             input,
             request_id: current_request_id(),
             queued: Instant::now(),
+            first_tried: None,
+            retry_delay: Duration::ZERO,
             reply,
         };
         self.queue
@@ -82,63 +113,206 @@ impl GroupCommit {
     }
 }
 
-async fn committer(writer: Writer, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            // One committer collects at a time; the others are in flight or waiting here.
-            let mut receiver = receiver.lock().await;
-            match receiver.recv().await {
-                Some(job) => batch.push(job),
-                None => return,
-            }
-            while batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+/// The upserts of one key that cannot go in a batch yet, in arrival order.
+struct Waiting {
+    jobs: VecDeque<Job>,
+    /// `None`: waiting for this instance's batch that has the key; `Some`: the key was busy
+    /// elsewhere, try again then.
+    retry_at: Option<Instant>,
+}
+
+/// Which keys are in a batch in flight, and the upserts waiting for their key.
+#[derive(Default)]
+struct Keys {
+    in_flight: HashSet<ProductKey>,
+    waiting: HashMap<ProductKey, Waiting>,
+}
+
+impl Keys {
+    /// Moves the upserts of every waiting key that may go now into `batch`.
+    fn take_due(&mut self, now: Instant, batch: &mut Vec<Job>) {
+        let due: Vec<ProductKey> = self
+            .waiting
+            .iter()
+            .filter(|(key, waiting)| {
+                !self.in_flight.contains(*key) && waiting.retry_at.is_none_or(|at| at <= now)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            if let Some(waiting) = self.waiting.remove(&key) {
+                batch.extend(waiting.jobs);
+                self.in_flight.insert(key);
             }
         }
-        commit(&writer, batch).await;
+    }
+
+    /// When the next busy key is due for another try.
+    fn next_retry(&self) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .filter(|(key, _)| !self.in_flight.contains(*key))
+            .filter_map(|(_, waiting)| waiting.retry_at)
+            .min()
+    }
+
+    /// Puts a new upsert in `batch`, or behind the upserts already waiting for its key, or to
+    /// wait for the batch in flight that has its key.
+    fn admit(&mut self, job: Job, batch: &mut Vec<Job>) {
+        let key = &job.input.key;
+        if let Some(waiting) = self.waiting.get_mut(key) {
+            waiting.jobs.push_back(job);
+        } else if self.in_flight.contains(key) && !batch.iter().any(|j| &j.input.key == key) {
+            let key = key.clone();
+            let waiting = Waiting {
+                jobs: VecDeque::from([job]),
+                retry_at: None,
+            };
+            self.waiting.insert(key, waiting);
+        } else {
+            self.in_flight.insert(key.clone());
+            batch.push(job);
+        }
+    }
+
+    /// A batch with `keys` ended; `busy` are its upserts whose key another transaction held,
+    /// which wait (ahead of later arrivals) to be tried again.
+    fn finish(&mut self, keys: Vec<ProductKey>, busy: Vec<Job>, lock_timeout: Duration) {
+        for key in keys {
+            self.in_flight.remove(&key);
+        }
+        let now = Instant::now();
+        for mut job in busy.into_iter().rev() {
+            job.first_tried.get_or_insert(now);
+            job.retry_delay = (job.retry_delay * 2).clamp(FIRST_RETRY_DELAY, MAX_RETRY_DELAY);
+            let retry_at = (now + job.retry_delay).min(job.queued + lock_timeout);
+            let waiting = self
+                .waiting
+                .entry(job.input.key.clone())
+                .or_insert_with(|| Waiting {
+                    jobs: VecDeque::new(),
+                    retry_at: None,
+                });
+            waiting.retry_at = Some(retry_at);
+            waiting.jobs.push_front(job);
+        }
     }
 }
 
-/// Applies `batch` in one transaction, or one by one if that fails.
-async fn commit(writer: &Writer, batch: Vec<Job>) {
-    // Waiting in the queue counts against LOCK_TIMEOUT_MS like any lock wait: a request that
-    // waited that long is answered 503 and never started, so no wait is unbounded.
+impl Shared {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn committer(writer: Writer, shared: Arc<Shared>) {
+    let lock_timeout = Duration::from_millis(writer.settings.lock_timeout_ms);
+    loop {
+        let Some(batch) = collect(&shared).await else {
+            return;
+        };
+        let keys: Vec<ProductKey> = batch.iter().map(|job| job.input.key.clone()).collect();
+        let busy = commit(&writer, batch).await;
+        shared.keys().finish(keys, busy, lock_timeout);
+        shared.batch_ended.notify_waiters();
+    }
+}
+
+/// Waits for the next batch: upserts whose keys are free in this instance, the waiting ones
+/// first. `None` once the queue is closed.
+async fn collect(shared: &Shared) -> Option<Vec<Job>> {
+    // One committer collects at a time; the others are in flight or waiting here.
+    let mut queue = shared.queue.lock().await;
+    loop {
+        // Registered before looking, so that a batch ending meanwhile still wakes us.
+        let ended = shared.batch_ended.notified();
+        let mut batch = Vec::new();
+        let next_retry = {
+            let mut keys = shared.keys();
+            keys.take_due(Instant::now(), &mut batch);
+            while batch.len() < shared.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => keys.admit(job, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            keys.next_retry()
+        };
+        if !batch.is_empty() {
+            return Some(batch);
+        }
+        let retry = async {
+            match next_retry {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            job = queue.recv() => match job {
+                Some(job) => {
+                    shared.keys().admit(job, &mut batch);
+                    if !batch.is_empty() {
+                        return Some(batch);
+                    }
+                }
+                None => return None,
+            },
+            () = ended => {}
+            () = retry => {}
+        }
+    }
+}
+
+/// Applies the upserts of `batch` whose keys are free in one transaction, or one by one if that
+/// fails; returns the upserts whose key another transaction held.
+async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
+    // Waiting (in the queue, or for a busy key) counts against LOCK_TIMEOUT_MS like any lock
+    // wait: a request that waited that long is answered 503 and never applied.
     let lock_timeout = Duration::from_millis(writer.settings.lock_timeout_ms);
     let (batch, expired): (Vec<Job>, Vec<Job>) = batch
         .into_iter()
-        .partition(|job| job.queued.elapsed() < lock_timeout);
+        .partition(|job| job.queued.elapsed() + Duration::from_millis(1) < lock_timeout);
     for job in expired {
+        if let Some(first_tried) = job.first_tried {
+            writer.record(None, first_tried.elapsed());
+        }
         let error = writer
             .runner
             .count(ServiceError::unavailable(Unavailable::LockTimeout));
         let _ = job.reply.send(Err(error));
     }
-    if batch.is_empty() {
-        return;
-    }
+    let Some(oldest) = batch.iter().map(|job| job.queued).min() else {
+        return Vec::new();
+    };
+    // No request waits for a row lock past its own LOCK_TIMEOUT_MS.
+    let left = lock_timeout.saturating_sub(oldest.elapsed());
+    let settings = TxSettings {
+        lock_timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
+        ..writer.settings
+    };
     let inputs: Vec<&ProductInput> = batch.iter().map(|job| &job.input).collect();
     let started = Instant::now();
     let result = writer
         .runner
-        .run(async |conn| store::upsert_batch(conn, &writer.settings, &inputs).await)
+        .run(async |conn| store::upsert_free(conn, &settings, &inputs).await)
         .await;
     let elapsed = started.elapsed();
+    let mut busy = Vec::new();
     match result {
-        Ok((outcomes, lock_wait)) => {
-            for (job, upserted) in batch.into_iter().zip(outcomes) {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let Some(upserted) = outcome else {
+                    busy.push(job);
+                    continue;
+                };
                 within_request_sync(job.request_id.clone(), || {
                     warn_if_duplicated(&job.input, &upserted);
                 });
                 writer.record(Some(&upserted), elapsed);
-                let lock_wait =
-                    lock_wait.map(|held| started.saturating_duration_since(job.queued) + held);
+                let lock_wait = started.saturating_duration_since(job.queued);
                 let _ = job.reply.send(Ok(Committed {
                     upserted,
-                    lock_wait,
+                    lock_wait: Some(lock_wait),
                 }));
             }
         }
@@ -160,6 +334,7 @@ async fn commit(writer: &Writer, batch: Vec<Job>) {
             }
         }
     }
+    busy
 }
 
 /// Whether the upserts of a failed batch may succeed alone: not when the database is away or

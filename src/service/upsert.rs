@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::domain::ProductInput;
-use crate::service::error::ServiceError;
+use crate::service::error::{ServiceError, Unavailable};
 use crate::service::runner::Runner;
 use crate::store::{self, TxSettings, Upserted};
 use crate::telemetry::metrics::{Metrics, UpsertOutcome};
@@ -28,21 +28,33 @@ pub struct Writer {
 
 impl Writer {
     /// Applies `input` in a transaction of its own. `entered` is when the request entered the
-    /// pipeline: the time since then counts as lock wait.
+    /// pipeline: the time since then counts as lock wait, so the lock is waited for at most what
+    /// is left of `LOCK_TIMEOUT_MS`.
     ///
     /// # Errors
-    /// The [`ServiceError`] of the database fault; nothing is written.
+    /// [`Unavailable::LockTimeout`] when nothing is left of `LOCK_TIMEOUT_MS`; the
+    /// [`ServiceError`] of the database fault. Nothing is written either way.
     pub async fn upsert_one(
         &self,
         input: &ProductInput,
         entered: Instant,
     ) -> Result<Committed, ServiceError> {
         let before = entered.elapsed();
+        let left = Duration::from_millis(self.settings.lock_timeout_ms).saturating_sub(before);
+        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        if left_ms == 0 {
+            let error = ServiceError::unavailable(Unavailable::LockTimeout);
+            return Err(self.runner.count(error));
+        }
+        let settings = TxSettings {
+            lock_timeout_ms: left_ms,
+            ..self.settings
+        };
         let (upserted, lock_wait) = self
             .runner
             .run(async |conn| {
                 let started = Instant::now();
-                let result = store::upsert(conn, &self.settings, input).await;
+                let result = store::upsert(conn, &settings, input).await;
                 let outcome = result.as_ref().ok().map(|(upserted, _)| upserted);
                 self.record(outcome, started.elapsed());
                 result

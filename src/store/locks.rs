@@ -56,6 +56,7 @@ impl TxSettings {
 pub(crate) struct BoundWaitsStatement;
 pub(crate) struct LockKeyStatement;
 pub(crate) struct LockKeysStatement;
+pub(crate) struct TryLockKeysStatement;
 
 /// The statement that bounds every lock wait and every statement of the transaction it runs in.
 pub(crate) fn bound_waits_query(settings: &TxSettings) -> Prepared<'static, BoundWaitsStatement> {
@@ -97,12 +98,8 @@ pub(crate) fn lock_key_query(key: &ProductKey) -> Prepared<'_, LockKeyStatement>
 /// every multi-key writer here does, so two of them cannot deadlock), each once (two keys may
 /// share a lock key: a hash collision).
 pub(crate) fn lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, LockKeysStatement> {
-    let rows: Vec<[&str; 3]> = keys
-        .iter()
-        .map(|k| [k.brand.as_str(), k.serial.as_str(), k.manufacturer.as_str()])
-        .collect();
-    // The keys travel as one JSON parameter, which serde escapes; `OFFSET 0` keeps the sorted
-    // subquery from being merged into the outer one, so the locks are taken in its order.
+    // `OFFSET 0` keeps the sorted subquery from being merged into the outer one, so the locks
+    // are taken in its order.
     Prepared::new(
         "SELECT pg_catalog.pg_advisory_xact_lock(k) FROM (\
              SELECT DISTINCT product_lock_key(\
@@ -110,10 +107,33 @@ pub(crate) fn lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, LockKey
                  pg_catalog.jsonb_array_element_text(t, 1), \
                  pg_catalog.jsonb_array_element_text(t, 2)) AS k \
              FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) AS t ORDER BY k OFFSET 0) AS keys",
-        vec![Some(
-            serde_json::to_string(&rows).unwrap_or_default().into(),
-        )],
+        vec![Some(keys_json(keys).into())],
     )
+}
+
+/// The statement that tries to take the advisory lock of every key, without waiting, until the
+/// transaction ends, and says for each key (by its index in `keys`) whether it was granted. A key
+/// that appears twice is granted twice or refused twice (advisory locks are re-entrant).
+pub(crate) fn try_lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, TryLockKeysStatement> {
+    Prepared::new(
+        "SELECT (e.i - 1)::pg_catalog.int4 AS input, \
+             pg_catalog.pg_try_advisory_xact_lock(product_lock_key(\
+                 pg_catalog.jsonb_array_element_text(e.t, 0), \
+                 pg_catalog.jsonb_array_element_text(e.t, 1), \
+                 pg_catalog.jsonb_array_element_text(e.t, 2))) AS granted \
+         FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) WITH ORDINALITY AS e(t, i)",
+        vec![Some(keys_json(keys).into())],
+    )
+}
+
+/// The keys as one JSON parameter (`[["brand","serial","manufacturer"], ...]`), which serde
+/// escapes.
+fn keys_json(keys: &[&ProductKey]) -> String {
+    let rows: Vec<[&str; 3]> = keys
+        .iter()
+        .map(|k| [k.brand.as_str(), k.serial.as_str(), k.manufacturer.as_str()])
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_default()
 }
 
 /// Must run inside a transaction: takes the advisory locks of `keys` until it ends (one key:
@@ -149,10 +169,11 @@ const CHECK_WAIT_MS: u64 = 50;
 /// Refuses a server whose advisory locks the write path could not rely on (some
 /// PostgreSQL-compatible servers accept the calls and enforce nothing).
 ///
-/// Runs the write path's own lock statements ([`lock_key_query`] and [`lock_keys_query`]) in two
-/// concurrent transactions on two connections to `url`: while the first holds a key, the second
-/// must time out on it (SQLSTATE 55P03) with either statement; once the first ends, the second
-/// must get it. Transaction-scoped only, so it means the same behind a transaction-pooling
+/// Runs the write path's own lock statements ([`lock_key_query`], [`lock_keys_query`] and
+/// [`try_lock_keys_query`]) in two concurrent transactions on two connections to `url`: while the
+/// first holds a key, the second must time out on it (SQLSTATE 55P03) with the waiting
+/// statements and be refused it (while granted another key) by the trying one; once the first
+/// ends, the second must get it. Transaction-scoped only, so it means the same behind a transaction-pooling
 /// PgBouncer, and nothing is left held. The key is this process's own, so instances starting
 /// together do not meet.
 ///
@@ -176,21 +197,46 @@ pub async fn check_enforced(url: &str) -> Result<(), LockCheckError> {
     holder.batch_execute("BEGIN").await?;
     lock_key_query(&key).execute(&mut *holder).await?;
     let single = contend(&mut contender, lock_key_query(&key)).await?;
-    let batch = contend(&mut contender, lock_keys_query(&[&other, &key])).await?;
+    let pair = contend(&mut contender, lock_keys_query(&[&other, &key])).await?;
+    let tried = try_in_transaction(&mut contender, &[&other, &key]).await?;
     holder.batch_execute("ROLLBACK").await?;
     let after = contend(&mut contender, lock_key_query(&key)).await?;
 
-    match (single, batch, after) {
-        (Contended::TimedOut, Contended::TimedOut, Contended::Granted) => Ok(()),
-        (Contended::Granted, _, _) | (_, Contended::Granted, _) => {
-            Err(LockCheckError::NotEnforced(
-                "a second transaction was granted a key that a first one held".to_owned(),
-            ))
-        }
-        _ => Err(LockCheckError::NotEnforced(
+    let held_is_refused =
+        single == Contended::TimedOut && pair == Contended::TimedOut && tried == [true, false];
+    if !held_is_refused {
+        Err(LockCheckError::NotEnforced(
+            "a second transaction was granted a key that a first one held".to_owned(),
+        ))
+    } else if after != Contended::Granted {
+        Err(LockCheckError::NotEnforced(
             "a key stayed held after the transaction that took it ended".to_owned(),
-        )),
+        ))
+    } else {
+        Ok(())
     }
+}
+
+/// Runs [`try_lock_keys_query`] for `keys` in a transaction of its own, then ends it; says which
+/// keys were granted.
+async fn try_in_transaction(
+    conn: &mut DbConnection,
+    keys: &[&ProductKey],
+) -> Result<Vec<bool>, LockCheckError> {
+    use diesel_async::SimpleAsyncConnection as _;
+    #[derive(diesel::QueryableByName)]
+    struct Tried {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        input: i32,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        granted: bool,
+    }
+    conn.batch_execute("BEGIN").await?;
+    let tried: diesel::QueryResult<Vec<Tried>> = try_lock_keys_query(keys).load(&mut **conn).await;
+    conn.batch_execute("ROLLBACK").await?;
+    let mut tried = tried?;
+    tried.sort_by_key(|row| row.input);
+    Ok(tried.into_iter().map(|row| row.granted).collect())
 }
 
 /// What a lock statement met in a transaction of its own.

@@ -12,7 +12,7 @@
 //! | file | what |
 //! |---|---|
 //! | [`locks`] | the wait bounds and the advisory-lock statements (steps 1 and 2) |
-//! | [`upsert`] | the upsert of one or many products in one transaction |
+//! | [`upsert`] | the upsert of one product (waiting for its key), or of many whose keys are free |
 //! | [`products`] | reads, updates (PUT, PATCH) and deletes by id, the filtered list |
 //! | [`duplicates`] | keys with several rows: counting, listing, merging |
 //! | [`models`] | the row type and the changeset |
@@ -28,4 +28,4 @@ pub mod upsert;
 
 pub use error::StoreError;
 pub use locks::TxSettings;
-pub use upsert::{Upserted, upsert, upsert_batch};
+pub use upsert::{Upserted, upsert, upsert_free};

@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::domain::{Product, ProductInput, ProductKey};
 use crate::store::error::StoreError;
-use crate::store::locks::{TxSettings, bound_waits_query, lock_key_query, lock_keys_query};
+use crate::store::locks::{TxSettings, bound_waits_query, lock_key_query, try_lock_keys_query};
 use crate::store::models::ProductRow;
 use crate::store::prepared::Prepared;
 
@@ -117,7 +117,15 @@ fn upsert_query<'a>(
     Prepared::new(PRODUCTION.as_str(), params)
 }
 
-/// Creates the product with `input.key`, or updates it if it exists: [`upsert_batch`] of one.
+/// Creates the product with `input.key`, or updates the one that has it, waiting for the key's
+/// advisory lock (at most `lock_timeout`).
+///
+/// Three round trips: `BEGIN`; then, pipelined, the wait bounds, the lock and the write (the
+/// server runs them in order, so the write starts, and takes its snapshot, after the lock is
+/// granted); then `COMMIT`. When the key's rows were duplicated before the service existed, the
+/// oldest (lowest id) is updated and [`Upserted::copies`] says how many there were.
+///
+/// Returns what it did and how long the lock took (`None` in test builds without it).
 ///
 /// # Errors
 /// [`StoreError::Database`] with the first failing statement's error; nothing is written.
@@ -126,35 +134,7 @@ pub async fn upsert(
     settings: &TxSettings,
     input: &ProductInput,
 ) -> Result<(Upserted, Option<Duration>), StoreError> {
-    let (mut upserted, lock_wait) = upsert_batch(conn, settings, &[input]).await?;
-    let one = upserted
-        .pop()
-        .ok_or(StoreError::Database(diesel::result::Error::NotFound))?;
-    Ok((one, lock_wait))
-}
-
-/// Upserts several products in one transaction with one commit (group commit), or one product.
-///
-/// Three round trips: `BEGIN`; then, pipelined, the wait bounds, one statement that takes every
-/// key's advisory lock (in ascending lock-key order, so two batches cannot deadlock), and the
-/// writes, one statement per input in the order given (the server runs them in order, so each
-/// write starts, and takes its snapshot, after the locks are granted; requests for one key apply
-/// one after the other and each gets its own version); then `COMMIT`. Either all commit or none
-/// does. When a key's rows were duplicated before the service existed, the oldest (lowest id) is
-/// updated and [`Upserted::copies`] says how many there were.
-///
-/// Returns what each input did, in order, and how long the advisory locks took (`None` in test
-/// builds without them).
-///
-/// # Errors
-/// [`StoreError::Database`] with the first failing statement's error; nothing is written.
-pub async fn upsert_batch(
-    conn: &mut AsyncPgConnection,
-    settings: &TxSettings,
-    inputs: &[&ProductInput],
-) -> Result<(Vec<Upserted>, Option<Duration>), StoreError> {
-    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
-    let (rows, lock_wait) = conn
+    let (row, lock_wait) = conn
         .build_transaction()
         .read_committed()
         .run(async |conn: &mut AsyncPgConnection| {
@@ -162,33 +142,101 @@ pub async fn upsert_batch(
             let bounds = bound_waits_query(settings).execute(&mut pipeline);
             let lock = settings.takes_advisory_locks().then(|| {
                 let asked = Instant::now();
-                let granted = match keys.as_slice() {
-                    [key] => lock_key_query(key).execute(&mut pipeline),
-                    keys => lock_keys_query(keys).execute(&mut pipeline),
-                };
+                let granted = lock_key_query(&input.key).execute(&mut pipeline);
                 async move { granted.await.map(|_| asked.elapsed()) }
             });
-            let writes: Vec<_> = inputs
-                .iter()
-                .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
-                .collect();
-            let lock = async move {
-                match lock {
-                    Some(lock) => lock.await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let (bounds, lock, writes) =
-                futures_util::future::join3(bounds, lock, futures_util::future::join_all(writes))
-                    .await;
+            let write = upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline);
+            let (bounds, lock, write) =
+                futures_util::future::join3(bounds, optional(lock), write).await;
             // The first statement to fail says why; the later ones only see an aborted transaction.
             bounds?;
             let waited = lock?;
-            let rows = writes
-                .into_iter()
-                .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?;
-            Ok::<_, StoreError>((rows, waited))
+            Ok::<_, StoreError>((write?, waited))
         })
         .await?;
-    Ok((rows.into_iter().map(Upserted::from).collect(), lock_wait))
+    Ok((Upserted::from(row), lock_wait))
+}
+
+/// Awaits `future`, if there is one.
+async fn optional<T, E>(
+    future: Option<impl Future<Output = Result<T, E>>>,
+) -> Result<Option<T>, E> {
+    match future {
+        Some(future) => future.await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// One row of [`try_lock_keys_query`].
+#[derive(QueryableByName)]
+struct TryLockRow {
+    /// Index of the input in the batch.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    input: i32,
+    #[diesel(sql_type = Bool)]
+    granted: bool,
+}
+
+/// Upserts, in one transaction with one commit (group commit), every input whose key is free
+/// right now; an input whose key another transaction holds is left alone (`None`), for the
+/// caller to try again later, so a key held elsewhere delays only its own requests.
+///
+/// Four round trips: `BEGIN`; then, pipelined, the wait bounds and one statement that tries every
+/// key's advisory lock (`pg_try_advisory_xact_lock` never waits, so batches cannot deadlock
+/// either); then the writes of the inputs whose keys were granted, one statement each in the
+/// order given, pipelined (each starts, and takes its snapshot, after the lock statement ended;
+/// requests for one key apply one after the other and each gets its own version); then
+/// `COMMIT`. Either all granted inputs commit or none does.
+///
+/// Returns what each input did, in order (`None`: its key was busy).
+///
+/// # Errors
+/// [`StoreError::Database`] with the first failing statement's error; nothing is written.
+pub async fn upsert_free(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    inputs: &[&ProductInput],
+) -> Result<Vec<Option<Upserted>>, StoreError> {
+    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
+    conn.build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            let mut pipeline: &AsyncPgConnection = conn;
+            let bounds = bound_waits_query(settings).execute(&mut pipeline);
+            let tried = settings
+                .takes_advisory_locks()
+                .then(|| try_lock_keys_query(&keys).load::<TryLockRow>(&mut pipeline));
+            let (bounds, tried) = futures_util::future::join(bounds, optional(tried)).await;
+            bounds?;
+            // Without locks (a test build's switch), every key counts as granted.
+            let tried = tried?;
+            let mut granted = vec![tried.is_none(); inputs.len()];
+            for row in tried.into_iter().flatten() {
+                if let Some(slot) = usize::try_from(row.input)
+                    .ok()
+                    .and_then(|i| granted.get_mut(i))
+                {
+                    *slot = row.granted;
+                }
+            }
+            let writes: Vec<_> = inputs
+                .iter()
+                .zip(&granted)
+                .filter(|(_, granted)| **granted)
+                .map(|(input, _)| {
+                    upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline)
+                })
+                .collect();
+            let mut rows = futures_util::future::join_all(writes)
+                .await
+                .into_iter()
+                .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?
+                .into_iter();
+            let outcomes = granted
+                .iter()
+                .map(|granted| granted.then(|| rows.next().map(Upserted::from)).flatten())
+                .collect();
+            Ok::<_, StoreError>(outcomes)
+        })
+        .await
 }

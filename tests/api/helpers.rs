@@ -312,6 +312,20 @@ impl TestApp {
         holder
     }
 
+    /// Opens a transaction elsewhere that holds the row lock (`FOR UPDATE`) of product `id`, so
+    /// that a write of it waits inside the database; the lock lasts until the returned
+    /// connection rolls back or closes.
+    pub async fn hold_row_lock(&self, id: &serde_json::Value) -> AsyncPgConnection {
+        let mut holder = self.db().await;
+        holder
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM products WHERE id = {id} FOR UPDATE"
+            ))
+            .await
+            .expect("lock the row");
+        holder
+    }
+
     /// Runs SQL directly against this test's database.
     pub async fn sql(&self, sql: &str) {
         self.db()

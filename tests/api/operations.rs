@@ -252,13 +252,14 @@ async fn request_ids_are_echoed_or_replaced_and_name_the_problem() {
 
 #[tokio::test]
 async fn a_statement_timeout_is_a_503_counted_as_statement_timeout() {
-    // The lock wait is cut by the statement timeout first, which is what this test needs.
+    // The row-lock wait is cut by the statement timeout first, which is what this test needs.
     let app = spawn_app_with(|c| {
         c.statement_timeout_ms = 200;
         c.lock_timeout_ms = 10_000;
     })
     .await;
-    let mut holder = app.hold_key_lock("T", "S", "M").await;
+    let created = json(app.post_product(&product("T", "S", "M")).await).await;
+    let mut holder = app.hold_row_lock(&created["id"]).await;
 
     let response = app.post_product(&product("T", "S", "M")).await;
 

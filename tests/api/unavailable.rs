@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
+use futures::stream::{self, StreamExt as _};
+
 use diesel_async::SimpleAsyncConnection;
 
 use crate::helpers::{json, product, sample, scrape, spawn_app_with, value};
@@ -14,6 +17,7 @@ in_both_modes!(
     an_exhausted_pool_is_503_after_the_pool_timeout,
     an_unreachable_database_is_503_and_service_resumes_when_it_returns,
     keys_whose_concatenations_look_alike_never_wait_for_each_other,
+    a_key_held_elsewhere_delays_only_its_own_requests,
 );
 
 /// Far above every bound configured here: "never a hang", not a speed claim.
@@ -71,14 +75,7 @@ async fn a_row_locked_elsewhere_is_503_within_the_lock_timeout(group_commit: boo
     })
     .await;
     let created = json(app.post_product(&product("Row", "S", "M")).await).await;
-    let mut holder = app.db().await;
-    holder
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM products WHERE id = {} FOR UPDATE",
-            created["id"]
-        ))
-        .await
-        .expect("lock the row");
+    let mut holder = app.hold_row_lock(&created["id"]).await;
 
     let started = Instant::now();
     let upsert = app.post_product(&product("Row", "S", "M")).await;
@@ -108,10 +105,11 @@ async fn an_exhausted_pool_is_503_after_the_pool_timeout(group_commit: bool) {
         c.lock_timeout_ms = 3000;
     })
     .await;
-    let mut holder = app.hold_key_lock("Busy", "S", "M").await;
-
-    // The first request takes the only connection and waits for the lock.
     let busy_key = product("Busy", "S", "M");
+    let created = json(app.post_product(&busy_key).await).await;
+    let mut holder = app.hold_row_lock(&created["id"]).await;
+
+    // The first request takes the only connection and waits for the row's lock.
     let waiting = app.post_product(&busy_key);
     let starved = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -125,7 +123,7 @@ async fn an_exhausted_pool_is_503_after_the_pool_timeout(group_commit: bool) {
     assert_unavailable(&starved, "no free connection");
     assert_eq!(
         waiting.status(),
-        201,
+        200,
         "the waiting request completes once the lock is released"
     );
     assert_eq!(value(&metrics, "db_pool_timeouts_total", &[]), 1.0);
@@ -188,4 +186,62 @@ async fn keys_whose_concatenations_look_alike_never_wait_for_each_other(group_co
         "('a','bc','x') must not share ('ab','c','x')'s lock"
     );
     holder.batch_execute("ROLLBACK").await.expect("release");
+}
+
+/// Sends `request` and times it.
+async fn timed(request: impl Future<Output = reqwest::Response>) -> (u16, Duration) {
+    let started = Instant::now();
+    let response = request.await;
+    if response.status() == 503 {
+        assert_unavailable(&response, "a held key");
+    }
+    (response.status().as_u16(), started.elapsed())
+}
+
+async fn a_key_held_elsewhere_delays_only_its_own_requests(group_commit: bool) {
+    let lock_timeout = Duration::from_millis(2000);
+    let app = spawn_app_with(|c| {
+        c.lock_timeout_ms = 2000;
+        c.group_commit = group_commit;
+    })
+    .await;
+    let mut holder = app.hold_key_lock("Held", "S", "M").await;
+
+    // Requests for the held key keep coming (every 50 ms) while other keys take load.
+    let held_key = product("Held", "S", "M");
+    let held = join_all((0..20).map(|i| {
+        let app = &app;
+        let body = &held_key;
+        async move {
+            tokio::time::sleep(Duration::from_millis(50 * i)).await;
+            timed(app.post_product(body)).await
+        }
+    }));
+    let bodies: Vec<_> = (0..400)
+        .map(|i| product("Free", &i.to_string(), "M"))
+        .collect();
+    let others = stream::iter(bodies.iter().map(|body| timed(app.post_product(body))))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    let (held, others) = tokio::join!(held, others);
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    let margin = Duration::from_millis(500);
+    for (status, waited) in &held {
+        assert_eq!(*status, 503, "the held key's requests are refused");
+        assert!(
+            *waited <= lock_timeout + margin,
+            "a held key's request waited {waited:?}, past LOCK_TIMEOUT_MS and queueing"
+        );
+    }
+    let slowest = others.iter().map(|(_, waited)| *waited).max();
+    assert!(
+        others.iter().all(|(status, _)| *status == 201),
+        "{others:?}"
+    );
+    assert!(
+        slowest < Some(lock_timeout / 2),
+        "other keys never wait for the held one; the slowest took {slowest:?}"
+    );
+    assert_eq!(app.count_products("brand = 'Free'").await, 400);
 }
