@@ -3,7 +3,7 @@
 # (bench/*.sql), in one run, on one private PostgreSQL with default settings (fsync on).
 #
 # usage: bench/run.sh            (env: REQUESTS=20000 CONCURRENCY=64 KEYS=10000 DUP=8)
-# needs: cargo, PostgreSQL server binaries with pgbench, python3
+# needs: cargo, PostgreSQL server binaries with pgbench, python3, curl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-20000}
@@ -45,6 +45,7 @@ echo "== product-service" >&2
 DATABASE_URL="host=$work/sock port=5432 user=postgres dbname=bench" BIND_ADDR=127.0.0.1:0 \
     RUST_LOG="warn,product_service::startup=info" DUPLICATE_SCAN_INTERVAL_SECS=0 \
     GROUP_COMMIT="${GROUP_COMMIT:-true}" DB_POOL_SIZE="${DB_POOL_SIZE:-16}" \
+    LOCK_TIMEOUT_MS="${LOCK_TIMEOUT_MS:-5000}" \
     target/release/product-service serve 2>"$work/service.log" &
 service_pid=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$work/service.log" && break; sleep 0.2; done
@@ -113,11 +114,40 @@ record "distinct beside hot" "$(loadtest distinct $((RUN + 2)))" "n/a"
 wait "$hot_pid"
 record "hot beside distinct" "$(cat "$hot_file")" "n/a"
 
+echo "== distinct beside a key held by another session" >&2
+# Another session holds one key's advisory lock for the whole scenario, while requests for that
+# key keep arriving (every 100 ms, each on its own) beside the distinct-key load.
+PGAPPNAME=bench-holder "$bindir/psql" -q -h "$work/sock" -U postgres bench -c \
+    "BEGIN; SELECT pg_advisory_xact_lock(product_lock_key('held', '1', 'M')); SELECT pg_sleep(600); COMMIT;" \
+    >/dev/null 2>&1 &
+holder_pid=$!
+sleep 0.5
+held_file="$work/held.txt"
+: >"$held_file"
+(
+    while :; do
+        curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST \
+            -H 'content-type: application/json' \
+            -d '{"brand":"held","serial":"1","manufacturer":"M","name":"held"}' \
+            "$url/products" >>"$held_file" &
+        sleep 0.1
+    done
+) &
+held_loop=$!
+record "distinct beside held key" "$(loadtest distinct $((RUN + 3)))" "n/a"
+kill "$held_loop" 2>/dev/null || true
+wait "$held_loop" 2>/dev/null || true
+sleep "$(awk 'BEGIN { print '"${LOCK_TIMEOUT_MS:-5000}"' / 1000 + 1 }')"
+"$bindir/psql" -q -h "$work/sock" -U postgres bench -c \
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench-holder'" >/dev/null
+wait "$holder_pid" 2>/dev/null || true
+
 rss_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$service_pid/status")
 
-python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" <<'EOF'
+python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" <<'EOF'
 import json, sys
 results, rss_kib, concurrency, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+held = [line.split() for line in open(sys.argv[5]) if line.strip()]
 rows = [line.rstrip("\n").split("|", 2) for line in open(results)]
 print(f"\n{requests} requests per scenario, {concurrency} concurrent clients\n")
 head = f"{'scenario':<22}{'service req/s':>14}{'p50 ms':>9}{'p99 ms':>9}   {'pgbench tps':>12}{'p50 ms':>9}{'p99 ms':>9}   {'ratio':>6}  verify"
@@ -145,6 +175,11 @@ for scenario, service, pg in rows:
     print(line + "  " + verdict)
 if "distinct beside hot" in solo and "distinct" in solo:
     print(f"\ndistinct-key throughput beside a hot key: {solo['distinct beside hot'] / solo['distinct']:.2f}x its solo figure")
+if "distinct beside held key" in solo and "distinct" in solo:
+    print(f"distinct-key throughput beside a key held by another session: {solo['distinct beside held key'] / solo['distinct']:.2f}x its solo figure")
+    codes = [code for code, _ in held]
+    slowest = max((float(t) for _, t in held), default=0.0)
+    print(f"  requests for the held key: {len(held)}, 503: {codes.count('503')}, other: {len(held) - codes.count('503')}, slowest answer {slowest:.2f} s")
 print(f"service peak RSS: {rss_kib / 1024:.1f} MiB")
 sys.exit(1 if failed else 0)
 EOF

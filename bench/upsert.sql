@@ -1,10 +1,12 @@
--- What product-service runs for one POST /products, for pgbench (keep in step with src/store.rs):
--- BEGIN; then, pipelined, the bounds, the lock and the one-statement write; then COMMIT.
+-- What product-service runs for one POST /products with GROUP_COMMIT=false, for pgbench (keep in
+-- step with src/store/locks.rs and src/store/upsert.rs): BEGIN; then, pipelined, the bounds, the
+-- lock and the one-statement write; then COMMIT.
 -- Variables: :k (the key's serial, set by the scenario's key script), :run (names this run's keys).
 BEGIN ISOLATION LEVEL READ COMMITTED;
 \startpipeline
-SELECT set_config('lock_timeout', '5000', true), set_config('statement_timeout', '10000', true);
-SELECT pg_advisory_xact_lock(product_lock_key('pgb' || :run, :k::text, 'M'));
+SELECT pg_catalog.set_config('lock_timeout', '5000', true),
+    pg_catalog.set_config('statement_timeout', '10000', true);
+SELECT pg_catalog.pg_advisory_xact_lock(product_lock_key('pgb' || :run, :k::text, 'M'));
 WITH found AS (
     SELECT id FROM products
     WHERE brand = 'pgb' || :run AND serial = :k::text AND manufacturer = 'M'
