@@ -50,6 +50,9 @@ impl Application {
     /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let (url, embedded) = db::open(&config).await?;
+        if db::checks::check_prepared_statements(&url).await? {
+            log::info!("transaction pooling detected; prepared statements survive it");
+        }
         let applied = db::migrations::run_migrations(&url).await?;
         if !applied.is_empty() {
             log::info!("applied migrations: {}", applied.join(", "));

@@ -17,7 +17,22 @@ use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::{Config as PgConfig, NoTls};
 use tokio_util::either::Either;
 
-use crate::db::sqlstate::{SqlStates, Tap};
+use crate::db::sqlstate::{SqlState, SqlStates, Tap};
+
+/// What to tell an operator whose connections go through a transaction pooler that loses
+/// prepared statements between transactions.
+pub const POOLER_WITHOUT_PREPARED_STATEMENTS: &str = "the connection goes through a \
+    transaction-pooling proxy that does not keep prepared statements (PgBouncer before 1.21 in \
+    pool_mode = transaction, or max_prepared_statements = 0); product-service prepares its \
+    statements, so set max_prepared_statements (PgBouncer 1.21 or later, e.g. 200) or use \
+    pool_mode = session";
+
+/// Whether a server error says that prepared statements do not survive between transactions:
+/// 42P05 duplicate_prepared_statement (another client's `s0` on the same server connection) or
+/// 26000 invalid_sql_statement_name (ours is on another server connection).
+pub fn loses_prepared_statements(code: &SqlState) -> bool {
+    matches!(code.code(), "42P05" | "26000")
+}
 
 /// Longest time to open one connection to one host, when the URL sets no `connect_timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,10 +130,16 @@ async fn connect_host(config: &PgConfig, host: &Host, port: u16) -> Result<DbCon
         }
     };
     let sqlstates = SqlStates::default();
+    let refused = |error: &dyn std::fmt::Display| match sqlstates.first() {
+        Some(code) if loses_prepared_statements(&code) => {
+            POOLER_WITHOUT_PREPARED_STATEMENTS.to_owned()
+        }
+        _ => error.to_string(),
+    };
     let (client, connection) = config
         .connect_raw(Tap::new(stream, sqlstates.clone()), NoTls)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| refused(&e))?;
     // The connection task ends when the client is dropped, or the server goes away.
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -140,6 +161,6 @@ async fn connect_host(config: &PgConfig, host: &Host, port: u16) -> Result<DbCon
     }
     let conn = AsyncPgConnection::try_from(client)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| refused(&e))?;
     Ok(DbConnection { conn, sqlstates })
 }

@@ -12,6 +12,8 @@ pub enum DbSetupError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    #[error("{}", crate::db::connect::POOLER_WITHOUT_PREPARED_STATEMENTS)]
+    PoolerLosesPreparedStatements,
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
     #[error(transparent)]

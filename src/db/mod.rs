@@ -9,6 +9,7 @@ pub mod error;
 pub mod fault;
 pub mod migrations;
 pub mod pool;
+pub mod prepared;
 /// The `products` table, as `diesel print-schema` writes it (generated: do not edit).
 pub mod schema;
 pub mod sqlstate;

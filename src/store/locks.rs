@@ -10,9 +10,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::config::Config;
 use crate::db::connect::{DbConnection, connect_recording};
+use crate::db::prepared::Prepared;
 use crate::db::sqlstate::SqlState;
 use crate::domain::ProductKey;
-use crate::store::prepared::Prepared;
 
 /// The bounds every write transaction sets for itself (`SET LOCAL` semantics through
 /// `set_config(..., true)`, so they are safe behind a transaction-pooling PgBouncer).

@@ -16,13 +16,11 @@
 //! | [`products`] | reads, updates (PUT, PATCH) and deletes by id, the filtered list |
 //! | [`duplicates`] | keys with several rows: counting, listing, merging |
 //! | [`models`] | the row type and the changeset |
-//! | [`prepared`] | raw SQL that diesel's statement cache keeps |
 
 pub mod duplicates;
 pub mod error;
 pub mod locks;
 pub mod models;
-pub mod prepared;
 pub mod products;
 pub mod upsert;
 

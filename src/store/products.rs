@@ -3,12 +3,12 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::db::prepared::Prepared;
 use crate::db::schema::products;
 use crate::domain::{ListQuery, Product, ProductKey, ProductPatch};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits, lock_keys};
 use crate::store::models::{ProductChanges, ProductRow};
-use crate::store::prepared::Prepared;
 
 /// How often a key-changing update re-reads a row whose key moved under it before giving up.
 const MAX_KEY_CHANGE_ATTEMPTS: usize = 8;

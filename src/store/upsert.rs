@@ -7,11 +7,11 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::db::prepared::Prepared;
 use crate::domain::{Product, ProductInput, ProductKey};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits_query, lock_key_query, try_lock_keys_query};
 use crate::store::models::ProductRow;
-use crate::store::prepared::Prepared;
 
 /// What one upsert did.
 #[derive(Debug, Clone)]

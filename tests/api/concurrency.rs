@@ -28,11 +28,11 @@ in_both_modes!(
 /// Wide enough that requests released together all fall into it even on a loaded machine.
 const RACE_WINDOW_MS: u64 = 150;
 /// Instances of the service in a race.
-const INSTANCES: usize = 4;
+pub(crate) const INSTANCES: usize = 4;
 
 /// Several instances of the service on one database.
-struct Race {
-    app: TestApp,
+pub(crate) struct Race {
+    pub(crate) app: TestApp,
     others: Vec<Instance>,
 }
 
@@ -74,7 +74,7 @@ async fn race(lock: bool, group_commit: bool) -> Race {
 }
 
 /// [`race`] on a database made as `setup` says.
-async fn race_on(setup: DatabaseSetup<'_>, lock: bool, group_commit: bool) -> Race {
+pub(crate) async fn race_on(setup: DatabaseSetup<'_>, lock: bool, group_commit: bool) -> Race {
     let race = cold_race(setup, lock, group_commit).await;
     warm_up(&race).await;
     race
@@ -107,7 +107,7 @@ async fn warm_up(race: &Race) {
 }
 
 /// Sends `n` identical POSTs at once, spread over the instances; returns their statuses.
-async fn identical_posts(race: &Race, n: usize) -> Vec<u16> {
+pub(crate) async fn identical_posts(race: &Race, n: usize) -> Vec<u16> {
     let body = product("Race", "R-1", "M");
     let requests = (0..n).map(|i| race.post(i, &body));
     join_all(requests)
@@ -117,7 +117,7 @@ async fn identical_posts(race: &Race, n: usize) -> Vec<u16> {
         .collect()
 }
 
-fn count(statuses: &[u16], status: u16) -> usize {
+pub(crate) fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 

@@ -113,6 +113,9 @@ pub struct DatabaseSetup<'a> {
     pub settings: &'a [(&'a str, &'a str)],
     /// SQL run in the new database, as the cluster's superuser, before the service starts.
     pub sql: &'a str,
+    /// The service connects through a pooler listening on this port of 127.0.0.1 (as the
+    /// cluster's superuser), not directly.
+    pub pooler_port: Option<u16>,
 }
 
 /// A database of its own for one test, dropped (with its role) when the test ends.
@@ -162,12 +165,40 @@ impl TestDatabase {
                 .await
                 .unwrap_or_else(|e| panic!("test database set-up SQL failed: {e}"));
         }
-        let url = match &owner {
-            Some(owner) => as_user(&database_url(&name), owner),
-            None => database_url(&name),
+        let url = match (&owner, setup.pooler_port) {
+            (_, Some(port)) => format!("host=127.0.0.1 port={port} user=postgres dbname={name}"),
+            (Some(owner), None) => as_user(&database_url(&name), owner),
+            (None, None) => database_url(&name),
         };
         Self { name, url, owner }
     }
+}
+
+/// The direct connection string of database `name` in the test cluster (never through a
+/// pooler).
+#[cfg_attr(
+    not(feature = "pooler-tests"),
+    expect(dead_code, reason = "used by the pooler tests")
+)]
+pub fn direct_url(name: &str) -> String {
+    database_url(name)
+}
+
+/// Where the test cluster listens: (unix socket directory or host name, port).
+#[cfg_attr(
+    not(feature = "pooler-tests"),
+    expect(dead_code, reason = "used by the pooler tests")
+)]
+pub fn cluster_address() -> (String, u16) {
+    let config: tokio_postgres::Config = admin_url()
+        .parse()
+        .expect("the test cluster's URL is readable");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Unix(dir)) => dir.display().to_string(),
+        Some(tokio_postgres::config::Host::Tcp(name)) => name.clone(),
+        None => panic!("the test cluster's URL names no host"),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
 /// `url` connecting as `user` instead.

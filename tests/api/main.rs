@@ -30,6 +30,8 @@ mod helpers;
 mod loadtest;
 mod openapi;
 mod operations;
+#[cfg(feature = "pooler-tests")]
+mod pooler;
 mod resource;
 mod unavailable;
 mod upsert;
