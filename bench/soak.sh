@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Soak: the mixed load (70 % upserts, 30 % filtered reads, over a uniform key space) for a long run, with the
-# service's resident memory and error counts sampled every 10 s. Not part of CI (10 minutes).
+# Soak: the mixed load (70 % upserts, 30 % filtered reads, over a uniform key space) for a long
+# run, with the service's resident memory and error counts sampled every 10 s. Not part of CI
+# (10 minutes).
 #
 # usage: bench/soak.sh            (env: SECONDS_TOTAL=600 CONCURRENCY=32 KEYS=100000)
 # Passes (exit 0) when the resident memory after warm-up (the first minute) grows by less than
