@@ -12,6 +12,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::db::DbFault;
 use crate::domain::{FieldErrors, InputError};
 use crate::service::readiness::NotReady;
 use crate::service::{ServiceError, Unavailable};
@@ -24,17 +25,23 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The `detail` of a 503 for `why`.
 fn unavailable_detail(why: Unavailable) -> &'static str {
     match why {
-        Unavailable::LockTimeout => {
+        Unavailable::Database(DbFault::LockTimeout) => {
             "another request holds this product's lock; it was not released within LOCK_TIMEOUT_MS"
         }
-        Unavailable::StatementTimeout => "the database did not finish within STATEMENT_TIMEOUT_MS",
-        Unavailable::PoolTimeout => "no database connection became free within DB_POOL_TIMEOUT_MS",
-        Unavailable::Connection => "the database is unreachable",
-        Unavailable::ReadOnly => {
+        Unavailable::Database(DbFault::StatementTimeout) => {
+            "the database did not finish within STATEMENT_TIMEOUT_MS"
+        }
+        Unavailable::Database(DbFault::PoolTimeout) => {
+            "no database connection became free within DB_POOL_TIMEOUT_MS"
+        }
+        Unavailable::Database(DbFault::Connection) => "the database is unreachable",
+        Unavailable::Database(DbFault::ReadOnly) => {
             "the database is read-only (a standby, or in maintenance); writes resume once a \
              writable primary is reachable"
         }
-        Unavailable::Transient => "the database reported a transient failure",
+        Unavailable::Database(DbFault::Transient | DbFault::Other) => {
+            "the database reported a transient failure"
+        }
         Unavailable::Contention => "the product kept changing under concurrent writers",
     }
 }

@@ -5,22 +5,13 @@ use crate::db::fault::{self, DbFault};
 use crate::db::sqlstate::SqlStates;
 use crate::store::StoreError;
 
-/// Why the database could not serve a request right now (the HTTP layer answers 503 with
+/// Why a request could not be served right now (the HTTP layer answers 503 with
 /// `Retry-After`). Nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unavailable {
-    /// A lock was not granted within `LOCK_TIMEOUT_MS` (queueing in the service included).
-    LockTimeout,
-    /// A statement ran longer than `STATEMENT_TIMEOUT_MS`, or the server stopped answering.
-    StatementTimeout,
-    /// No pooled connection was free within `DB_POOL_TIMEOUT_MS`.
-    PoolTimeout,
-    /// The database could not be reached or the connection broke.
-    Connection,
-    /// The database only serves reads (a hot standby, or a database in maintenance).
-    ReadOnly,
-    /// The database reported a transient conflict (deadlock, serialization failure, shutdown).
-    Transient,
+    /// A database or pool fault of a passing kind (never [`DbFault::Other`], which is a 500);
+    /// a lock wait counts the time queued in the service too.
+    Database(DbFault),
     /// A key change kept racing with other writers; retrying later will succeed.
     Contention,
 }
@@ -50,37 +41,31 @@ impl ServiceError {
         Self::Unavailable { why, cause: None }
     }
 
+    /// A lock (or the queue in front of it) not granted within `LOCK_TIMEOUT_MS`.
+    pub fn lock_timeout() -> Self {
+        Self::unavailable(Unavailable::Database(DbFault::LockTimeout))
+    }
+
     /// What a database or pool fault of kind `fault`, described by `cause`, means for the caller.
     pub fn from_fault(fault: DbFault, cause: impl std::fmt::Display) -> Self {
-        let why = match fault {
-            DbFault::LockTimeout => Unavailable::LockTimeout,
-            DbFault::StatementTimeout => Unavailable::StatementTimeout,
-            DbFault::PoolTimeout => Unavailable::PoolTimeout,
-            DbFault::Connection => Unavailable::Connection,
-            DbFault::ReadOnly => Unavailable::ReadOnly,
-            DbFault::Transient => Unavailable::Transient,
-            DbFault::Other => return Self::Internal(format!("database error: {cause}")),
-        };
-        Self::Unavailable {
-            why,
-            cause: Some(cause.to_string()),
+        match fault {
+            DbFault::Other => Self::Internal(format!("database error: {cause}")),
+            fault => Self::Unavailable {
+                why: Unavailable::Database(fault),
+                cause: Some(cause.to_string()),
+            },
         }
     }
 
     /// The database fault behind this error, if it is one.
     pub fn fault(&self) -> Option<DbFault> {
         match self {
-            Self::Unavailable { why, .. } => match why {
-                Unavailable::LockTimeout => Some(DbFault::LockTimeout),
-                Unavailable::StatementTimeout => Some(DbFault::StatementTimeout),
-                Unavailable::PoolTimeout => Some(DbFault::PoolTimeout),
-                Unavailable::Connection => Some(DbFault::Connection),
-                Unavailable::ReadOnly => Some(DbFault::ReadOnly),
-                Unavailable::Transient => Some(DbFault::Transient),
-                Unavailable::Contention => None,
-            },
+            Self::Unavailable {
+                why: Unavailable::Database(fault),
+                ..
+            } => Some(*fault),
             Self::Internal(_) => Some(DbFault::Other),
-            Self::NotFound | Self::KeyConflict { .. } => None,
+            Self::Unavailable { .. } | Self::NotFound | Self::KeyConflict { .. } => None,
         }
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::db::DbFault;
 use crate::domain::{ProductInput, ProductKey};
 use crate::service::error::{ServiceError, Unavailable};
 use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
@@ -90,7 +91,7 @@ impl GroupCommit {
     /// Queues `input` and waits until the transaction that applied it has committed.
     ///
     /// # Errors
-    /// The batch's [`ServiceError`]; [`Unavailable::LockTimeout`] when it waited past
+    /// The batch's [`ServiceError`]; a lock timeout when it waited past
     /// `LOCK_TIMEOUT_MS` since it was queued; [`ServiceError::Internal`] if the committers are
     /// gone.
     pub async fn submit(&self, input: ProductInput) -> Result<Committed, ServiceError> {
@@ -276,9 +277,7 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
         if let Some(first_tried) = job.first_tried {
             writer.record(None, first_tried.elapsed());
         }
-        let error = writer
-            .runner
-            .count(ServiceError::unavailable(Unavailable::LockTimeout));
+        let error = writer.runner.count(ServiceError::lock_timeout());
         let _ = job.reply.send(Err(error));
     }
     let Some(oldest) = batch.iter().map(|job| job.queued).min() else {
@@ -343,7 +342,9 @@ fn worth_retrying(error: &ServiceError) -> bool {
     !matches!(
         error,
         ServiceError::Unavailable {
-            why: Unavailable::Connection | Unavailable::PoolTimeout | Unavailable::ReadOnly,
+            why: Unavailable::Database(
+                DbFault::Connection | DbFault::PoolTimeout | DbFault::ReadOnly
+            ),
             ..
         }
     )

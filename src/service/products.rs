@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::domain::{ListPage, ListQuery, Product, ProductInput, ProductPatch};
-use crate::service::error::{ServiceError, Unavailable};
+use crate::service::error::ServiceError;
 use crate::service::group_commit::GroupCommit;
 use crate::service::key_gate::KeyGate;
 use crate::service::readiness::{self, NotReady};
@@ -79,7 +79,7 @@ impl ProductService {
         let _pass = tokio::time::timeout(lock_timeout, self.key_gate.enter(&input.key))
             .await
             .map_err(|_| {
-                let error = ServiceError::unavailable(Unavailable::LockTimeout);
+                let error = ServiceError::lock_timeout();
                 self.writer.runner.count(error)
             })?;
         self.writer.upsert_one(input, entered).await

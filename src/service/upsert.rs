@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::domain::ProductInput;
-use crate::service::error::{ServiceError, Unavailable};
+use crate::service::error::ServiceError;
 use crate::service::runner::Runner;
 use crate::store::{self, TxSettings, Upserted};
 use crate::telemetry::metrics::{Metrics, UpsertOutcome};
@@ -32,7 +32,7 @@ impl Writer {
     /// is left of `LOCK_TIMEOUT_MS`.
     ///
     /// # Errors
-    /// [`Unavailable::LockTimeout`] when nothing is left of `LOCK_TIMEOUT_MS`; the
+    /// a lock timeout when nothing is left of `LOCK_TIMEOUT_MS`; the
     /// [`ServiceError`] of the database fault. Nothing is written either way.
     pub async fn upsert_one(
         &self,
@@ -43,7 +43,7 @@ impl Writer {
         let left = Duration::from_millis(self.settings.lock_timeout_ms).saturating_sub(before);
         let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
         if left_ms == 0 {
-            let error = ServiceError::unavailable(Unavailable::LockTimeout);
+            let error = ServiceError::lock_timeout();
             return Err(self.runner.count(error));
         }
         let settings = TxSettings {
