@@ -78,9 +78,20 @@ pub async fn connect(url: &str) -> Result<AsyncPgConnection, ConnectionError> {
 /// # Errors
 /// As [`connect`].
 pub async fn connect_recording(url: &str) -> Result<DbConnection, ConnectionError> {
-    let config: PgConfig = url
-        .parse()
-        .map_err(|e| ConnectionError::InvalidConnectionUrl(format!("{e}")))?;
+    Ok(connect_preferring(url, 0).await?.0)
+}
+
+/// [`connect_recording`], trying the hosts from the `first`-th on (then the ones before it);
+/// returns the connection and the index of the host that took it, so that the next connection
+/// can start there and not wait again for a dead host listed earlier.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_preferring(
+    url: &str,
+    first: usize,
+) -> Result<(DbConnection, usize), ConnectionError> {
+    let config = parse(url)?;
     let hosts = config.get_hosts();
     if hosts.is_empty() {
         return Err(ConnectionError::InvalidConnectionUrl(
@@ -93,10 +104,12 @@ pub async fn connect_recording(url: &str) -> Result<DbConnection, ConnectionErro
         .copied()
         .unwrap_or(CONNECT_TIMEOUT);
     let mut failures = Vec::new();
-    for (i, host) in hosts.iter().enumerate() {
+    let first = first % hosts.len();
+    for i in (first..hosts.len()).chain(0..first) {
+        let host = &hosts[i];
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         match tokio::time::timeout(timeout, connect_host(&config, host, port)).await {
-            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Ok(conn)) => return Ok((conn, i)),
             Ok(Err(why)) => failures.push(format!("{}: {why}", shown(host, port))),
             Err(_) => failures.push(format!(
                 "{}: no answer within {timeout:?}",
@@ -105,6 +118,23 @@ pub async fn connect_recording(url: &str) -> Result<DbConnection, ConnectionErro
         }
     }
     Err(ConnectionError::BadConnection(failures.join("; ")))
+}
+
+fn parse(url: &str) -> Result<PgConfig, ConnectionError> {
+    url.parse()
+        .map_err(|e| ConnectionError::InvalidConnectionUrl(format!("{e}")))
+}
+
+/// The longest one connection attempt to `url` can take: every host's connect timeout.
+pub fn connect_budget(url: &str) -> Duration {
+    let Ok(config) = parse(url) else {
+        return CONNECT_TIMEOUT;
+    };
+    let per_host = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    per_host * u32::try_from(config.get_hosts().len().max(1)).unwrap_or(1)
 }
 
 fn shown(host: &Host, port: u16) -> String {

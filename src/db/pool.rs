@@ -6,13 +6,19 @@ use diesel::ConnectionError;
 use diesel_async::pooled_connection::PoolableConnection as _;
 
 use crate::config::Config;
-use crate::db::connect::{CONNECT_TIMEOUT, DbConnection, connect_recording};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::db::connect::{CONNECT_TIMEOUT, DbConnection, connect_budget, connect_preferring};
 use crate::db::error::DbSetupError;
 
 /// Opens and recycles the pool's connections.
 #[derive(Debug)]
 pub struct Manager {
     url: String,
+    /// The host (index in the URL's list) that took the last new connection: the next one
+    /// starts there, so a dead host listed first costs its timeout once, not per connection.
+    preferred: AtomicUsize,
 }
 
 impl managed::Manager for Manager {
@@ -20,7 +26,10 @@ impl managed::Manager for Manager {
     type Error = ConnectionError;
 
     async fn create(&self) -> Result<DbConnection, ConnectionError> {
-        connect_recording(&self.url).await
+        let first = self.preferred.load(Ordering::Relaxed);
+        let (conn, host) = connect_preferring(&self.url, first).await?;
+        self.preferred.store(host, Ordering::Relaxed);
+        Ok(conn)
     }
 
     /// Only checks that no transaction was left open (no test query per checkout: it would cost
@@ -55,11 +64,14 @@ pub type PoolError = managed::PoolError<ConnectionError>;
 pub fn build_pool(url: &str, config: &Config) -> Result<DbPool, DbSetupError> {
     let manager = Manager {
         url: url.to_owned(),
+        preferred: AtomicUsize::new(0),
     };
+    // A new connection may try every host in turn.
+    let create_timeout = connect_budget(url) + Duration::from_secs(1);
     managed::Pool::builder(manager)
         .max_size(config.db_pool_size as usize)
         .wait_timeout(Some(config.pool_timeout()))
-        .create_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(create_timeout))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .runtime(deadpool::Runtime::Tokio1)
         .build()

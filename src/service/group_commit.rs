@@ -30,6 +30,9 @@ use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
 use crate::store::{self, TxSettings};
 use crate::telemetry::request_id::{current_request_id, within_request, within_request_sync};
 
+/// Longest wait of a batch for a row lock before its upserts are retried one by one.
+const BATCH_ROW_LOCK_WAIT: Duration = Duration::from_millis(100);
+
 /// First wait before a busy key is tried again; it doubles up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(2);
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -283,8 +286,13 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
     let Some(oldest) = batch.iter().map(|job| job.queued).min() else {
         return Vec::new();
     };
-    // No request waits for a row lock past its own LOCK_TIMEOUT_MS.
-    let left = lock_timeout.saturating_sub(oldest.elapsed());
+    // A batch waits for a row lock (held by a writer outside the protocol: the service's own
+    // writers hold the key's advisory lock first) only briefly, so that the other keys of the
+    // batch do not wait with it; on a timeout its upserts are retried one by one, each with what
+    // is left of its own LOCK_TIMEOUT_MS.
+    let left = lock_timeout
+        .saturating_sub(oldest.elapsed())
+        .min(BATCH_ROW_LOCK_WAIT);
     let settings = TxSettings {
         lock_timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
         ..writer.settings
@@ -293,7 +301,7 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
     let started = Instant::now();
     let result = writer
         .runner
-        .run(async |conn| store::upsert_free(conn, &settings, &inputs).await)
+        .run_uncounted(async |conn| store::upsert_free(conn, &settings, &inputs).await)
         .await;
     let elapsed = started.elapsed();
     let mut busy = Vec::new();
@@ -315,7 +323,8 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
                 }));
             }
         }
-        Err(error) if batch.len() == 1 || !worth_retrying(&error) => {
+        Err(error) if !worth_retrying(&error, batch.len()) => {
+            let error = writer.runner.count(error);
             for job in batch {
                 writer.record(None, elapsed);
                 let _ = job.reply.send(Err(error.clone()));
@@ -336,16 +345,20 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
     busy
 }
 
-/// Whether the upserts of a failed batch may succeed alone: not when the database is away or
-/// read-only.
-fn worth_retrying(error: &ServiceError) -> bool {
-    !matches!(
-        error,
+/// Whether the upserts of a failed batch of `size` may succeed one by one: not when the
+/// database is away or read-only; a lone upsert only when the batch's short row-lock wait ran
+/// out (alone, it may wait what is left of its own budget).
+fn worth_retrying(error: &ServiceError, size: usize) -> bool {
+    match error {
         ServiceError::Unavailable {
-            why: Unavailable::Database(
-                DbFault::Connection | DbFault::PoolTimeout | DbFault::ReadOnly
-            ),
+            why:
+                Unavailable::Database(DbFault::Connection | DbFault::PoolTimeout | DbFault::ReadOnly),
             ..
-        }
-    )
+        } => false,
+        ServiceError::Unavailable {
+            why: Unavailable::Database(DbFault::LockTimeout),
+            ..
+        } => true,
+        _ => size > 1,
+    }
 }

@@ -49,12 +49,23 @@ impl Runner {
         &self,
         work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError>,
     ) -> Result<T, ServiceError> {
+        self.run_uncounted(work)
+            .await
+            .map_err(|error| self.count(error))
+    }
+
+    /// [`Runner::run`] without counting a fault in the metrics: for work whose failure may be
+    /// retried, the caller counts the final outcome ([`Runner::count`]).
+    ///
+    /// # Errors
+    /// As [`Runner::run`].
+    pub async fn run_uncounted<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, ServiceError> {
         let mut conn = match self.pool.get().await {
             Ok(conn) => conn,
-            Err(e) => {
-                let error = ServiceError::from_fault(fault::classify_pool(&e), e);
-                return Err(self.count(error));
-            }
+            Err(e) => return Err(ServiceError::from_fault(fault::classify_pool(&e), e)),
         };
         conn.sqlstates().clear();
         match tokio::time::timeout(self.deadline, work(&mut conn)).await {
@@ -68,7 +79,7 @@ impl Runner {
                     // read-only standby).
                     self.discard(conn);
                 }
-                Err(self.count(ServiceError::from_fault(fault, e)))
+                Err(ServiceError::from_fault(fault, e))
             }
             Ok(Err(outcome)) => Err(ServiceError::from_store(outcome, conn.sqlstates())),
             Err(_) => {
@@ -77,7 +88,7 @@ impl Runner {
                     "the database did not answer within {:?}; connection closed",
                     self.deadline
                 );
-                Err(self.count(ServiceError::from_fault(DbFault::StatementTimeout, cause)))
+                Err(ServiceError::from_fault(DbFault::StatementTimeout, cause))
             }
         }
     }

@@ -4,7 +4,11 @@
 //!
 //! Every PostgreSQL function the guarantee rests on is called as `pg_catalog.<name>`, so that no
 //! `search_path` (of a database, a role or a session) can put a look-alike in its place;
-//! `product_lock_key` itself resolves its names in `pg_catalog` (its migration sets that).
+//! The lock key is computed by [`lock_key_sql`], `product_lock_key`'s formula in `pg_catalog`
+//! names, so the write path does not call `product_lock_key` (which other writers use; its
+//! migration pins its own names to `pg_catalog`).
+
+use std::sync::LazyLock;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -79,13 +83,32 @@ pub(crate) async fn bound_waits(
     Ok(())
 }
 
+/// The lock key of (`brand`, `serial`, `manufacturer`), three SQL text expressions: the formula
+/// of the `product_lock_key` function that other writers call (migrations), written out with
+/// `pg_catalog` names only, so that no `search_path` can change it, not even a look-alike
+/// `product_lock_key` earlier on it. `concat` writes the lengths as `||` does, so the keys are
+/// the same; the tests hold keys through `product_lock_key` and meet the service's locks.
+fn lock_key_sql(brand: &str, serial: &str, manufacturer: &str) -> String {
+    format!(
+        "pg_catalog.hashtextextended(pg_catalog.concat(\
+         pg_catalog.length({brand}), ':'::pg_catalog.text, {brand}, \
+         pg_catalog.length({serial}), ':'::pg_catalog.text, {serial}, {manufacturer}), 0)"
+    )
+}
+
 /// The statement that takes one key's advisory lock until the transaction ends.
 ///
 /// It is a statement of its own on purpose: under READ COMMITTED the *next* statement takes a
 /// fresh snapshot, which includes the commit of whoever held the lock before us.
 pub(crate) fn lock_key_query(key: &ProductKey) -> Prepared<'_, LockKeyStatement> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT pg_catalog.pg_advisory_xact_lock({})",
+            lock_key_sql("$1", "$2", "$3")
+        )
+    });
     Prepared::new(
-        "SELECT pg_catalog.pg_advisory_xact_lock(product_lock_key($1, $2, $3))",
+        SQL.as_str(),
         vec![
             Some(key.brand.as_str().into()),
             Some(key.serial.as_str().into()),
@@ -100,30 +123,38 @@ pub(crate) fn lock_key_query(key: &ProductKey) -> Prepared<'_, LockKeyStatement>
 pub(crate) fn lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, LockKeysStatement> {
     // `OFFSET 0` keeps the sorted subquery from being merged into the outer one, so the locks
     // are taken in its order.
-    Prepared::new(
-        "SELECT pg_catalog.pg_advisory_xact_lock(k) FROM (\
-             SELECT DISTINCT product_lock_key(\
-                 pg_catalog.jsonb_array_element_text(t, 0), \
-                 pg_catalog.jsonb_array_element_text(t, 1), \
-                 pg_catalog.jsonb_array_element_text(t, 2)) AS k \
-             FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) AS t ORDER BY k OFFSET 0) AS keys",
-        vec![Some(keys_json(keys).into())],
-    )
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT pg_catalog.pg_advisory_xact_lock(k) FROM (SELECT DISTINCT {} AS k \
+             FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) AS t \
+             ORDER BY k OFFSET 0) AS keys",
+            lock_key_sql(
+                "pg_catalog.jsonb_array_element_text(t, 0)",
+                "pg_catalog.jsonb_array_element_text(t, 1)",
+                "pg_catalog.jsonb_array_element_text(t, 2)"
+            )
+        )
+    });
+    Prepared::new(SQL.as_str(), vec![Some(keys_json(keys).into())])
 }
 
 /// The statement that tries to take the advisory lock of every key, without waiting, until the
 /// transaction ends, and says for each key (by its index in `keys`) whether it was granted. A key
 /// that appears twice is granted twice or refused twice (advisory locks are re-entrant).
 pub(crate) fn try_lock_keys_query(keys: &[&ProductKey]) -> Prepared<'static, TryLockKeysStatement> {
-    Prepared::new(
-        "SELECT (e.i - 1)::pg_catalog.int4 AS input, \
-             pg_catalog.pg_try_advisory_xact_lock(product_lock_key(\
-                 pg_catalog.jsonb_array_element_text(e.t, 0), \
-                 pg_catalog.jsonb_array_element_text(e.t, 1), \
-                 pg_catalog.jsonb_array_element_text(e.t, 2))) AS granted \
-         FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) WITH ORDINALITY AS e(t, i)",
-        vec![Some(keys_json(keys).into())],
-    )
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT (e.i - 1)::pg_catalog.int4 AS input, \
+             pg_catalog.pg_try_advisory_xact_lock({}) AS granted \
+             FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) WITH ORDINALITY AS e(t, i)",
+            lock_key_sql(
+                "pg_catalog.jsonb_array_element_text(e.t, 0)",
+                "pg_catalog.jsonb_array_element_text(e.t, 1)",
+                "pg_catalog.jsonb_array_element_text(e.t, 2)"
+            )
+        )
+    });
+    Prepared::new(SQL.as_str(), vec![Some(keys_json(keys).into())])
 }
 
 /// The keys as one JSON parameter (`[["brand","serial","manufacturer"], ...]`), which serde

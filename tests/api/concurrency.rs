@@ -275,8 +275,9 @@ async fn the_upsert_runs_read_committed_even_where_the_database_default_is_stric
     assert_eq!(app.count_products("true").await, 1);
 }
 
-/// No-op advisory-lock functions in a schema of their own, and a database `search_path` that
-/// puts them before `pg_catalog`: an unqualified call would take no lock at all.
+/// No-op advisory-lock functions and a random lock key in a schema of their own, for a database
+/// `search_path` that puts them before `pg_catalog` and `public`: an unqualified call would take
+/// no lock, or another key's.
 const LOOK_ALIKE_LOCKS: &str = "\
     CREATE SCHEMA look_alike; \
     CREATE FUNCTION look_alike.pg_advisory_xact_lock(bigint) RETURNS void \
@@ -284,15 +285,22 @@ const LOOK_ALIKE_LOCKS: &str = "\
     CREATE FUNCTION look_alike.pg_try_advisory_xact_lock(bigint) RETURNS boolean \
         LANGUAGE sql AS 'SELECT true'; \
     CREATE FUNCTION look_alike.hashtextextended(text, bigint) RETURNS bigint \
+        LANGUAGE sql AS 'SELECT (random() * 1e15)::bigint'; \
+    CREATE FUNCTION look_alike.product_lock_key(text, text, text) RETURNS bigint \
         LANGUAGE sql AS 'SELECT (random() * 1e15)::bigint'";
 
 async fn look_alike_lock_functions_earlier_on_the_search_path_change_nothing(group_commit: bool) {
-    let setup = DatabaseSetup {
-        sql: LOOK_ALIKE_LOCKS,
-        settings: &[("search_path", "look_alike, pg_catalog, public")],
-        ..DatabaseSetup::default()
-    };
-    let race = race_on(setup, true, group_commit).await;
+    // The service's own objects are made first (in `public`); then the look-alikes go before
+    // them, for every session opened from then on (the pools have none yet).
+    let race = cold_race(DatabaseSetup::default(), true, group_commit).await;
+    race.app.sql(LOOK_ALIKE_LOCKS).await;
+    race.app
+        .admin_sql(&format!(
+            "ALTER DATABASE {} SET search_path = look_alike, pg_catalog, public",
+            race.app.db_name()
+        ))
+        .await;
+    warm_up(&race).await;
 
     let statuses = identical_posts(&race, 32).await;
 

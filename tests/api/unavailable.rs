@@ -18,6 +18,7 @@ in_both_modes!(
     an_unreachable_database_is_503_and_service_resumes_when_it_returns,
     keys_whose_concatenations_look_alike_never_wait_for_each_other,
     a_key_held_elsewhere_delays_only_its_own_requests,
+    a_row_held_elsewhere_delays_only_its_own_key,
 );
 
 /// Far above every bound configured here: "never a hang", not a speed claim.
@@ -244,4 +245,60 @@ async fn a_key_held_elsewhere_delays_only_its_own_requests(group_commit: bool) {
         "other keys never wait for the held one; the slowest took {slowest:?}"
     );
     assert_eq!(app.count_products("brand = 'Free'").await, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_any_characters_held_through_product_lock_key_is_held_for_the_service() {
+    // Other writers lock with the `product_lock_key` function; the service computes the same
+    // formula itself, so both must meet on keys of any characters.
+    let app = spawn_app_with(|c| c.lock_timeout_ms = 300).await;
+    let key = ("Ünï cödé 😀", "ß∑ \\ x", "Мир");
+    let mut holder = app.hold_key_lock(key.0, key.1, key.2).await;
+
+    let held = app.post_product(&product(key.0, key.1, key.2)).await;
+
+    assert_unavailable(&held, "a key held through product_lock_key");
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    assert_eq!(
+        app.post_product(&product(key.0, key.1, key.2))
+            .await
+            .status(),
+        201
+    );
+}
+
+async fn a_row_held_elsewhere_delays_only_its_own_key(group_commit: bool) {
+    // A writer outside the protocol holds a product's row lock (no advisory lock): only that
+    // key's requests wait for it, and get a 503 within LOCK_TIMEOUT_MS.
+    let lock_timeout = Duration::from_millis(1000);
+    let app = spawn_app_with(|c| {
+        c.lock_timeout_ms = 1000;
+        c.group_commit = group_commit;
+    })
+    .await;
+    let created = json(app.post_product(&product("Row", "S", "M")).await).await;
+    let mut holder = app.hold_row_lock(&created["id"]).await;
+
+    let held_key = product("Row", "S", "M");
+    let held = join_all((0..4).map(|_| timed(app.post_product(&held_key))));
+    let bodies: Vec<_> = (0..200)
+        .map(|i| product("Free", &i.to_string(), "M"))
+        .collect();
+    let others = stream::iter(bodies.iter().map(|body| timed(app.post_product(body))))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    let (held, others) = tokio::join!(held, others);
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    for (status, waited) in &held {
+        assert_eq!(*status, 503, "the held row's requests are refused");
+        assert!(
+            *waited <= lock_timeout + Duration::from_millis(500),
+            "{waited:?}"
+        );
+    }
+    assert!(
+        others.iter().all(|(status, _)| *status == 201),
+        "other keys are never refused for a row they do not touch: {others:?}"
+    );
 }
