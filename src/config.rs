@@ -154,9 +154,12 @@ impl Config {
         Duration::from_millis(self.db_pool_timeout_ms)
     }
 
-    /// A client-side backstop for one database exchange: every server-side bound plus slack.
-    /// It only fires when the server itself stops answering (a network partition).
+    /// A client-side backstop for one database exchange, in time: a lock wait and two
+    /// statements' worth, plus 2 s (27 s with the defaults, under the usual 30 s of load
+    /// balancers). It only fires when the server stops answering (a network partition, a pooler
+    /// waiting for a server that is down); then the request gets a 503 and the connection is
+    /// closed.
     pub fn db_deadline(&self) -> Duration {
-        Duration::from_millis(self.lock_timeout_ms + self.statement_timeout_ms * 4 + 2000)
+        Duration::from_millis(self.lock_timeout_ms + self.statement_timeout_ms * 2 + 2000)
     }
 }

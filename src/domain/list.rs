@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::input::InputError;
+use crate::domain::input::{InputError, MAX_KEY_CHARS};
 use crate::domain::product::Product;
 
 /// Default page size.
@@ -48,12 +48,31 @@ pub struct ListPage {
     pub next_after: Option<i64>,
 }
 
+/// A key-field filter, trimmed as keys are; refused where no key could match it (a control
+/// character, NUL included, or more than [`MAX_KEY_CHARS`] characters), so that it never reaches
+/// the database (PostgreSQL text cannot even hold NUL).
+fn key_filter(name: &str, value: Option<&str>) -> Result<Option<String>, InputError> {
+    let Some(value) = value.map(str::trim) else {
+        return Ok(None);
+    };
+    if value.chars().any(char::is_control) {
+        return Err(InputError::field(
+            name,
+            "must not contain control characters",
+        ));
+    }
+    if value.chars().count() as u64 > MAX_KEY_CHARS {
+        return Err(InputError::field(name, "must be at most 255 characters"));
+    }
+    Ok(Some(value.to_owned()))
+}
+
 impl ListParams {
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`InputError::Invalid`] naming `limit` (not an integer from 1 to [`MAX_LIMIT`]) or
-    /// `after` (not an integer).
+    /// [`InputError::Invalid`] naming `limit` (not an integer from 1 to [`MAX_LIMIT`]), `after`
+    /// (not an integer), or a key filter with a control character or over 255 characters.
     pub fn parse(&self) -> Result<ListQuery, InputError> {
         let limit = match &self.limit {
             None => DEFAULT_LIMIT,
@@ -72,11 +91,10 @@ impl ListParams {
                     .map_err(|_| InputError::field("after", "must be a product id (an integer)"))?,
             ),
         };
-        let key_filter = |value: &Option<String>| value.as_deref().map(|v| v.trim().to_owned());
         Ok(ListQuery {
-            brand: key_filter(&self.brand),
-            serial: key_filter(&self.serial),
-            manufacturer: key_filter(&self.manufacturer),
+            brand: key_filter("brand", self.brand.as_deref())?,
+            serial: key_filter("serial", self.serial.as_deref())?,
+            manufacturer: key_filter("manufacturer", self.manufacturer.as_deref())?,
             after,
             limit,
         })

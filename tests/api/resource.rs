@@ -68,6 +68,9 @@ async fn list_rejects_bad_paging_and_unknown_parameters() {
         ("limit=501", "limit"),
         ("limit=x", "limit"),
         ("after=x", "after"),
+        ("brand=%00", "brand"),
+        ("serial=A%00B", "serial"),
+        ("manufacturer=a%0Ab", "manufacturer"),
     ] {
         let response = app.get(&format!("/products?{query}")).await;
         assert_eq!(response.status(), 400, "{query}");
@@ -75,6 +78,12 @@ async fn list_rejects_bad_paging_and_unknown_parameters() {
     }
     let unknown = app.get("/products?page=2").await;
     assert_eq!(unknown.status(), 400);
+    let long = format!("/products?brand={}", "b".repeat(256));
+    assert_eq!(
+        app.get(&long).await.status(),
+        400,
+        "a filter no key can match"
+    );
 }
 
 #[tokio::test]
