@@ -53,11 +53,12 @@ impl Application {
         if db::checks::check_prepared_statements(&url).await? {
             log::info!("transaction pooling detected; prepared statements survive it");
         }
+        // Before the migrations, so that a server that cannot be trusted is left untouched.
+        store::locks::check_enforced(&url).await?;
         let applied = db::migrations::run_migrations(&url).await?;
         if !applied.is_empty() {
             log::info!("applied migrations: {}", applied.join(", "));
         }
-        store::locks::check_enforced(&url).await?;
         let pool = db::pool::build_pool(&url, &config)?;
 
         let metrics = Metrics::new();

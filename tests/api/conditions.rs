@@ -225,4 +225,12 @@ async fn a_server_whose_advisory_locks_are_stubs_is_refused_at_start() {
         error.contains("does not enforce transaction-level advisory locks"),
         "the refusal says why: {error}"
     );
+    let mut conn = product_service::db::connect(&database.url)
+        .await
+        .expect("connect");
+    let untouched = conn.batch_execute("SELECT 1 FROM products").await.is_err();
+    assert!(
+        untouched,
+        "a refused server is left untouched (no migration ran)"
+    );
 }
