@@ -1,6 +1,7 @@
 //! Reading product bodies: presence, `null`, JSON types and unknown fields first, then lengths
 //! and characters with `validator`. Every problem of a body is reported, by field name.
 
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
@@ -112,6 +113,43 @@ pub(crate) enum Presence {
     Partial,
 }
 
+/// A JSON object's members, read in one pass, and the names that appeared more than once.
+struct Members {
+    object: Map<String, Value>,
+    repeated: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Members {
+            object: Map::new(),
+            repeated: Vec::new(),
+        };
+        while let Some(name) = map.next_key::<String>()? {
+            let value: Value = map.next_value()?;
+            if members.object.contains_key(&name) && !members.repeated.contains(&name) {
+                members.repeated.push(name.clone());
+            }
+            members.object.insert(name, value);
+        }
+        Ok(members)
+    }
+}
+
 /// Reads typed fields out of a JSON object, collecting every problem by field name.
 pub(crate) struct FieldReader {
     object: Map<String, Value>,
@@ -120,16 +158,24 @@ pub(crate) struct FieldReader {
 }
 
 impl FieldReader {
-    /// Parses `body` as a JSON object whose fields are read according to `presence`.
+    /// Parses `body` as a JSON object whose fields are read according to `presence`. A member
+    /// that appears more than once is an error of that field (RFC 8259 leaves such objects'
+    /// meaning open; taking the last value would silently drop the first).
     pub(crate) fn new(body: &[u8], presence: Presence) -> Result<Self, InputError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
-        let Value::Object(object) = value else {
-            return Err(InputError::NotAnObject);
-        };
+        let members: Members = serde_json::from_slice(body).map_err(|e| {
+            // Only on the error path: is it JSON at all?
+            match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => InputError::NotAnObject,
+                Err(_) => InputError::MalformedJson(e.to_string()),
+            }
+        })?;
+        let mut errors = FieldErrors::new();
+        for name in members.repeated {
+            errors.insert(name, vec!["appears more than once".to_owned()]);
+        }
         Ok(Self {
-            object,
-            errors: FieldErrors::new(),
+            object: members.object,
+            errors,
             presence,
         })
     }

@@ -255,6 +255,49 @@ async fn a_bad_body_to_an_unknown_id_is_400_because_the_body_is_checked_first() 
 }
 
 #[tokio::test]
+async fn a_member_sent_twice_is_a_400_naming_it_and_writes_nothing() {
+    let app = spawn_app().await;
+    let created = json(app.post_product(&product("Twice", "1", "M")).await).await;
+    let path = format!("/products/{}", created["id"]);
+    let cases = [
+        (
+            Method::POST,
+            "/products",
+            r#"{"brand":"Twice","serial":"2","manufacturer":"M","name":"n","brand":"Other"}"#,
+            "brand",
+        ),
+        (
+            Method::PUT,
+            path.as_str(),
+            r#"{"brand":"Twice","serial":"1","manufacturer":"M","name":"n","name":"m"}"#,
+            "name",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            r#"{"price":"1.00","price":"2.00"}"#,
+            "price",
+        ),
+    ];
+    for (method, path, body, member) in cases {
+        let response = app
+            .send_raw(method.clone(), path, "application/json", body)
+            .await;
+
+        assert_eq!(response.status(), 400, "{method} {body}");
+        let problem = json(response).await;
+        assert_eq!(
+            problem["errors"][member][0], "appears more than once",
+            "{method}: {problem}"
+        );
+    }
+    assert_eq!(app.count_products("true").await, 1, "nothing was written");
+    let unchanged = json(app.get(&path).await).await;
+    assert_eq!(unchanged["version"], 1);
+    assert_eq!(unchanged["price"], "0.00");
+}
+
+#[tokio::test]
 async fn patch_validates_the_fields_it_names_and_refuses_null() {
     let app = spawn_app().await;
     let created = json(app.post_product(&product("B", "S", "M")).await).await;
