@@ -340,10 +340,59 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problem_json() {
         "application/problem+json"
     );
     assert_eq!(wrong_method.status(), 405);
-    assert_eq!(wrong_method.headers()["allow"], "GET, POST");
+    assert_eq!(wrong_method.headers()["allow"], "GET, HEAD, POST, OPTIONS");
     assert_eq!(
         wrong_method.headers()["content-type"],
         "application/problem+json"
     );
     assert_eq!(wrong_method_on_item.status(), 405);
+}
+
+#[tokio::test]
+async fn every_get_route_answers_head_every_route_options_and_other_methods_405() {
+    let app = spawn_app().await;
+    let created = json(app.post_product(&product("Head", "1", "M")).await).await;
+    let item = format!("/products/{}", created["id"]);
+    let routes = [
+        ("/products", "GET, HEAD, POST, OPTIONS"),
+        ("/products/", "GET, HEAD, POST, OPTIONS"),
+        (item.as_str(), "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"),
+        ("/healthz", "GET, HEAD, OPTIONS"),
+        ("/readyz", "GET, HEAD, OPTIONS"),
+        ("/metrics", "GET, HEAD, OPTIONS"),
+        ("/openapi.json", "GET, HEAD, OPTIONS"),
+    ];
+    for (path, allow) in routes {
+        let get = app.get(path).await;
+        let head = app.client.head(app.url(path)).send().await.expect("send");
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.expect("body").is_empty(),
+            "HEAD {path} has no body"
+        );
+
+        let options = app
+            .client
+            .request(Method::OPTIONS, app.url(path))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(options.status(), 204, "OPTIONS {path}");
+        assert_eq!(options.headers()["allow"], allow, "OPTIONS {path}");
+
+        let trace = app
+            .client
+            .request(Method::TRACE, app.url(path))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(trace.status(), 405, "TRACE {path}");
+        assert_eq!(trace.headers()["allow"], allow, "TRACE {path}");
+        assert_eq!(trace.headers()["content-type"], "application/problem+json");
+    }
 }

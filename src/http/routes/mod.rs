@@ -13,9 +13,11 @@
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document |
 //! | GET | `/metrics` | Prometheus metrics (on `METRICS_ADDR` instead, when set) |
 //!
-//! Anything else is a problem+json 404 (no such route) or 405 (no such method, with `Allow`).
+//! Every GET route answers HEAD too, and every route OPTIONS (204 with `Allow`). Anything else
+//! is a problem+json 404 (no such route) or 405 (no such method, with `Allow`).
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::{Method, header};
+use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 
 use crate::http::problem::ApiError;
 
@@ -27,30 +29,27 @@ pub mod products;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for collection in ["/products", "/products/"] {
-        cfg.service(
-            web::resource(collection)
-                .route(web::post().to(products::upsert))
-                .route(web::get().to(products::list))
-                .default_service(web::to(|| not_allowed("GET, POST"))),
-        );
+        let resource = resource(collection, "GET, HEAD, POST, OPTIONS")
+            .route(web::post().to(products::upsert));
+        cfg.service(readable(resource, products::list));
     }
-    cfg.service(
-        web::resource("/products/{id}")
-            .route(web::get().to(products::get))
-            .route(web::put().to(products::replace))
-            .route(web::patch().to(products::patch))
-            .route(web::delete().to(products::delete))
-            .default_service(web::to(|| not_allowed("GET, PUT, PATCH, DELETE"))),
-    );
-    cfg.route("/healthz", web::get().to(health::healthz));
-    cfg.route("/readyz", web::get().to(health::readyz));
-    cfg.route("/openapi.json", web::get().to(openapi::openapi_json));
+    let item = resource("/products/{id}", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
+        .route(web::put().to(products::replace))
+        .route(web::patch().to(products::patch))
+        .route(web::delete().to(products::delete));
+    cfg.service(readable(item, products::get));
+    cfg.service(readable(resource("/healthz", READ_ONLY), health::healthz));
+    cfg.service(readable(resource("/readyz", READ_ONLY), health::readyz));
+    cfg.service(readable(
+        resource("/openapi.json", READ_ONLY),
+        openapi::openapi_json,
+    ));
     cfg.default_service(web::to(route_not_found));
 }
 
 /// Registers `GET /metrics` on the public app (when no `METRICS_ADDR` is set).
 pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics::metrics));
+    cfg.service(readable(resource("/metrics", READ_ONLY), metrics::metrics));
 }
 
 /// The routes of the separate `METRICS_ADDR` listener: `GET /metrics`, and a problem+json 404
@@ -58,6 +57,35 @@ pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
 pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
     configure_metrics(cfg);
     cfg.default_service(web::to(route_not_found));
+}
+
+/// The `Allow` of a resource that is only read.
+const READ_ONLY: &str = "GET, HEAD, OPTIONS";
+
+/// The resource at `path`, whose methods are `allow`: `OPTIONS` answers 204 with `Allow`, and a
+/// method it has no route for (`TRACE` included) 405 with `Allow` (RFC 9110, sections 9.3.7
+/// and 15.5.6).
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path)
+        .route(web::method(Method::OPTIONS).to(move || async move {
+            HttpResponse::NoContent()
+                .insert_header((header::ALLOW, allow))
+                .finish()
+        }))
+        .default_service(web::to(move || not_allowed(allow)))
+}
+
+/// `resource` with `handler` for `GET`, and for `HEAD` (the same answer; actix-web sends no
+/// body for a HEAD request).
+fn readable<F, Args>(resource: Resource, handler: F) -> Resource
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    resource
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
 }
 
 async fn route_not_found() -> Result<HttpResponse, ApiError> {
