@@ -335,7 +335,19 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
                 "a batch of {} upserts failed ({error}); retrying them one by one",
                 batch.len()
             );
+            // First each briefly, so that a row held outside the protocol holds up only its
+            // own upserts; then those, each with what is left of its own budget.
+            let mut held = Vec::new();
             for job in batch {
+                let retry = writer.upsert_one_briefly(&job.input, job.queued, BATCH_ROW_LOCK_WAIT);
+                match within_request(job.request_id.clone(), retry).await {
+                    Some(answer) => {
+                        let _ = job.reply.send(answer);
+                    }
+                    None => held.push(job),
+                }
+            }
+            for job in held {
                 let retry = writer.upsert_one(&job.input, job.queued);
                 let answer = within_request(job.request_id.clone(), retry).await;
                 let _ = job.reply.send(answer);

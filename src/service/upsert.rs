@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::db::DbFault;
 use crate::domain::ProductInput;
 use crate::service::error::ServiceError;
 use crate::service::runner::Runner;
@@ -32,39 +33,94 @@ impl Writer {
     /// is left of `LOCK_TIMEOUT_MS`.
     ///
     /// # Errors
-    /// a lock timeout when nothing is left of `LOCK_TIMEOUT_MS`; the
-    /// [`ServiceError`] of the database fault. Nothing is written either way.
+    /// A lock timeout when nothing is left of `LOCK_TIMEOUT_MS`; the [`ServiceError`] of the
+    /// database fault. Nothing is written either way.
     pub async fn upsert_one(
         &self,
         input: &ProductInput,
         entered: Instant,
     ) -> Result<Committed, ServiceError> {
+        let (result, transaction) = self.attempt(input, entered, None).await;
+        self.finish(input, result, transaction)
+    }
+
+    /// [`Writer::upsert_one`], waiting for a lock at most `cap`: `None` when that wait ran out
+    /// (nothing written or counted: the caller tries again with [`Writer::upsert_one`]).
+    ///
+    /// # Errors
+    /// As [`Writer::upsert_one`].
+    pub async fn upsert_one_briefly(
+        &self,
+        input: &ProductInput,
+        entered: Instant,
+        cap: Duration,
+    ) -> Option<Result<Committed, ServiceError>> {
+        let (result, transaction) = self.attempt(input, entered, Some(cap)).await;
+        let budget_left = Duration::from_millis(self.settings.lock_timeout_ms)
+            .saturating_sub(entered.elapsed())
+            > Duration::ZERO;
+        match result {
+            Err(ref error) if budget_left && error.fault() == Some(DbFault::LockTimeout) => None,
+            result => Some(self.finish(input, result, transaction)),
+        }
+    }
+
+    /// One upsert in a transaction of its own, waiting for locks at most what is left of
+    /// `LOCK_TIMEOUT_MS` since `entered` (and at most `cap`); nothing counted. Returns the
+    /// outcome and, when it reached the database, the duration of its transaction.
+    async fn attempt(
+        &self,
+        input: &ProductInput,
+        entered: Instant,
+        cap: Option<Duration>,
+    ) -> (Result<Committed, ServiceError>, Option<Duration>) {
         let before = entered.elapsed();
-        let left = Duration::from_millis(self.settings.lock_timeout_ms).saturating_sub(before);
+        let mut left = Duration::from_millis(self.settings.lock_timeout_ms).saturating_sub(before);
+        if let Some(cap) = cap {
+            left = left.min(cap);
+        }
         let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
         if left_ms == 0 {
-            let error = ServiceError::lock_timeout();
-            return Err(self.runner.count(error));
+            return (Err(ServiceError::lock_timeout()), None);
         }
         let settings = TxSettings {
             lock_timeout_ms: left_ms,
             ..self.settings
         };
-        let (upserted, lock_wait) = self
+        let mut transaction = None;
+        let result = self
             .runner
-            .run(async |conn| {
+            .run_uncounted(async |conn| {
                 let started = Instant::now();
                 let result = store::upsert(conn, &settings, input).await;
-                let outcome = result.as_ref().ok().map(|(upserted, _)| upserted);
-                self.record(outcome, started.elapsed());
+                transaction = Some(started.elapsed());
                 result
             })
-            .await?;
-        warn_if_duplicated(input, &upserted);
-        Ok(Committed {
+            .await;
+        let committed = result.map(|(upserted, lock_wait)| Committed {
             upserted,
             lock_wait: lock_wait.map(|held| before + held),
-        })
+        });
+        (committed, transaction)
+    }
+
+    /// Counts what became of an attempt and hands its answer on.
+    fn finish(
+        &self,
+        input: &ProductInput,
+        result: Result<Committed, ServiceError>,
+        transaction: Option<Duration>,
+    ) -> Result<Committed, ServiceError> {
+        if let Some(transaction) = transaction {
+            self.record(result.as_ref().ok().map(|c| &c.upserted), transaction);
+        }
+        match result {
+            Ok(committed) => {
+                warn_if_duplicated(input, &committed.upserted);
+                Ok(committed)
+            }
+            Err(error) => Err(self.runner.count(error)),
+        }
     }
 
     /// Counts one upsert that reached the database (`None`: it failed) and the duration of its
