@@ -152,7 +152,7 @@ async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome,
             Err(e) => {
                 failed += 1;
                 let problem = ServiceError::from_store(e, conn.sqlstates());
-                eprintln!("could not merge {:?}: {problem}", group.key());
+                eprintln!("could not merge {}: {problem}", group.key());
             }
         }
     }

@@ -26,3 +26,30 @@ impl ProductKey {
         }
     }
 }
+
+impl std::fmt::Display for ProductKey {
+    /// `brand="…" serial="…" manufacturer="…"`, each field quoted and escaped as in Rust string
+    /// literals (so a quote, a newline or trailing spaces stay visible), for log lines and
+    /// reports.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "brand={:?} serial={:?} manufacturer={:?}",
+            self.brand, self.serial, self.manufacturer
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_shown_with_each_field_named_quoted_and_escaped() {
+        let key = ProductKey::new("Acme \"Co\"", "SN 1", "M\n");
+        assert_eq!(
+            key.to_string(),
+            r#"brand="Acme \"Co\"" serial="SN 1" manufacturer="M\n""#
+        );
+    }
+}

@@ -140,7 +140,7 @@ impl Writer {
 pub fn warn_if_duplicated(input: &ProductInput, upserted: &Upserted) {
     if upserted.copies > 1 {
         log::warn!(
-            "key {:?} has {} rows (duplicated outside this service); updated the oldest, \
+            "key {} has {} rows (duplicated outside this service); updated the oldest, \
              id {}; run `product-service dedupe` to merge them",
             input.key,
             upserted.copies,
