@@ -13,9 +13,10 @@
 //! its batch either: its upserts wait here and are tried again in a later batch (after 2 ms,
 //! doubling up to 50 ms), ahead of later requests for the same key. Every request is answered
 //! only after its transaction committed, or with a 503 once it has waited `LOCK_TIMEOUT_MS` since
-//! it was queued; a batch waits for a row lock at most what is left of its oldest request's
-//! `LOCK_TIMEOUT_MS`. When a batch fails (a row lock held past that, say), its upserts are retried
-//! one by one, each waiting at most what is left of its own.
+//! it was queued. A batch waits for a row lock (held by a writer outside the protocol) at most
+//! 100 ms; then its upserts are retried one by one, each again for at most 100 ms, and last the
+//! ones still held, each with what is left of its own `LOCK_TIMEOUT_MS`. A batch that fails
+//! otherwise is retried one by one too, unless the database is away or read-only.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +28,7 @@ use crate::db::DbFault;
 use crate::domain::{ProductInput, ProductKey};
 use crate::service::error::{ServiceError, Unavailable};
 use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
-use crate::store::{self, TxSettings};
+use crate::store;
 use crate::telemetry::request_id::{current_request_id, within_request, within_request_sync};
 
 /// Longest wait of a batch for a row lock before its upserts are retried one by one.
@@ -293,10 +294,7 @@ async fn commit(writer: &Writer, batch: Vec<Job>) -> Vec<Job> {
     let left = lock_timeout
         .saturating_sub(oldest.elapsed())
         .min(BATCH_ROW_LOCK_WAIT);
-    let settings = TxSettings {
-        lock_timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
-        ..writer.settings
-    };
+    let settings = writer.settings.waiting_at_most(left);
     let inputs: Vec<&ProductInput> = batch.iter().map(|job| &job.input).collect();
     let started = Instant::now();
     let result = writer

@@ -79,14 +79,10 @@ impl Writer {
         if let Some(cap) = cap {
             left = left.min(cap);
         }
-        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-        if left_ms == 0 {
+        if left < Duration::from_millis(1) {
             return (Err(ServiceError::lock_timeout()), None);
         }
-        let settings = TxSettings {
-            lock_timeout_ms: left_ms,
-            ..self.settings
-        };
+        let settings = self.settings.waiting_at_most(left);
         let mut transaction = None;
         let result = self
             .runner

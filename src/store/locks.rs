@@ -9,6 +9,7 @@
 //! migration pins its own names to `pg_catalog`).
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -42,6 +43,14 @@ impl From<&Config> for TxSettings {
 }
 
 impl TxSettings {
+    /// These bounds with lock waits of at most `wait` (at least 1 ms: 0 would mean none).
+    pub fn waiting_at_most(&self, wait: Duration) -> Self {
+        Self {
+            lock_timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+            ..*self
+        }
+    }
+
     /// Whether write transactions take their advisory locks: always, except in test builds that
     /// switch them off to show that the race tests catch the missing lock.
     #[cfg(feature = "test-hooks")]
