@@ -12,6 +12,11 @@
 //! | `LOCK_TIMEOUT_MS` | `5000` | longest wait for any lock (advisory or row) before a 503 |
 //! | `STATEMENT_TIMEOUT_MS` | `10000` | longest run of one SQL statement before a 503 |
 //! | `MAX_BODY_BYTES` | `65536` | largest request body; larger is a 413 |
+//! | `CLIENT_REQUEST_TIMEOUT_MS` | `5000` | longest wait for a request's head, then for its body; else 408 and the connection closes |
+//! | `KEEP_ALIVE_SECS` | `5` | how long an idle keep-alive connection stays open (0: close after each response) |
+//! | `MAX_CONNECTIONS` | `10000` | most open client connections; more wait in the listen backlog |
+//! | `CORS_ALLOWED_ORIGINS` | unset | origins browsers may call the API from (comma-separated, or `*`); unset: no CORS |
+//! | `TRUSTED_PROXIES` | unset | addresses or CIDR blocks whose `X-Forwarded-Proto`/`-Host` are believed |
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
 //! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
 //! | `METRICS_ADDR` | unset | serve `/metrics` only on this separate address, off the public port |
@@ -25,88 +30,127 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The service's settings. `Default` gives the documented defaults with no database URL.
+/// Settings every command has (`serve`, `migrate`, `dedupe`): where the database is, and the
+/// log filter.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Config {
+pub struct CommonArgs {
     /// PostgreSQL connection string; unset: the embedded database in `$DATA_DIR/postgres`.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Address the HTTP server listens on.
-    #[arg(
-        long,
-        env = "BIND_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    pub bind_addr: SocketAddr,
+    /// Directory of the embedded PostgreSQL's data (used when no DATABASE_URL is set).
+    #[arg(long, env = "DATA_DIR", default_value = ".data")]
+    pub data_dir: PathBuf,
 
-    /// Maximum number of pooled database connections.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, global = true,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub db_pool_size: u32,
+    /// Log filter, in env_logger syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+}
 
-    /// Longest wait for a pooled connection, in milliseconds, before answering 503.
-    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2000, global = true,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub db_pool_timeout_ms: u64,
-
+/// Bounds on waiting inside the database (`serve` and `dedupe`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WaitArgs {
     /// Longest wait for any lock inside a transaction, in milliseconds, before answering 503.
-    #[arg(long, env = "LOCK_TIMEOUT_MS", default_value_t = 5000, global = true,
+    #[arg(long, env = "LOCK_TIMEOUT_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=2_147_483_647))]
     pub lock_timeout_ms: u64,
 
     /// Longest run of one SQL statement, in milliseconds, before answering 503.
-    #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 10_000, global = true,
+    #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=2_147_483_647))]
     pub statement_timeout_ms: u64,
+}
+
+/// The service's settings (`serve`). `Default` gives the documented defaults with no database
+/// URL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub waits: WaitArgs,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub db_pool_size: u32,
+
+    /// Longest wait for a pooled connection, in milliseconds, before answering 503.
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_pool_timeout_ms: u64,
 
     /// Largest accepted request body in bytes; a larger one is answered 413.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536, global = true,
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub max_body_bytes: u64,
 
-    /// Directory of the embedded PostgreSQL's data (used when no DATABASE_URL is set).
-    #[arg(long, env = "DATA_DIR", default_value = ".data", global = true)]
-    pub data_dir: PathBuf,
+    /// Longest wait, in milliseconds, for a request's head after the connection is accepted (or
+    /// the previous response sent), and again for its body after the head; else 408 Request
+    /// Timeout and the connection is closed (RFC 9110, section 15.5.9).
+    #[arg(long, env = "CLIENT_REQUEST_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub client_request_timeout_ms: u64,
+
+    /// Seconds an idle keep-alive connection stays open; 0 closes every connection after its
+    /// response.
+    #[arg(long, env = "KEEP_ALIVE_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub keep_alive_secs: u64,
+
+    /// Most client connections open at once (shared out evenly over the HTTP workers); further
+    /// connections wait in the kernel's listen backlog until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Origins (`scheme://host[:port]`) whose browser pages may call the API, comma-separated, or
+    /// `*` for any origin; empty: no CORS headers (browsers then refuse cross-origin calls).
+    /// See the Fetch standard, "CORS protocol".
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',',
+          value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Proxies (IP addresses or CIDR blocks, comma-separated) whose `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` headers are believed when building absolute URLs; other clients'
+    /// are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Number of HTTP worker threads; unset: one per core.
-    #[arg(long, env = "HTTP_WORKERS", global = true,
+    #[arg(long, env = "HTTP_WORKERS",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub http_workers: Option<u32>,
 
     /// Serve `/metrics` only on this separate address (unset: on the public port).
-    #[arg(long, env = "METRICS_ADDR", global = true)]
+    #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
     /// Seconds between scans for keys with more than one row; 0 turns the scan off.
-    #[arg(
-        long,
-        env = "DUPLICATE_SCAN_INTERVAL_SECS",
-        default_value_t = 60,
-        global = true
-    )]
+    #[arg(long, env = "DUPLICATE_SCAN_INTERVAL_SECS", default_value_t = 60)]
     pub duplicate_scan_interval_secs: u64,
 
     /// Group commit: upserts that queue up while a transaction is in flight are applied together,
     /// with one commit; `false` runs every upsert in a transaction of its own.
-    #[arg(long, env = "GROUP_COMMIT", default_value_t = true, global = true,
+    #[arg(long, env = "GROUP_COMMIT", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub group_commit: bool,
 
     /// Group-commit transactions in flight at once.
-    #[arg(long, env = "GROUP_COMMIT_WORKERS", default_value_t = 4, global = true,
+    #[arg(long, env = "GROUP_COMMIT_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub group_commit_workers: u32,
 
     /// Most upserts applied in one group-commit transaction.
-    #[arg(long, env = "GROUP_COMMIT_MAX_BATCH", default_value_t = 128, global = true,
+    #[arg(long, env = "GROUP_COMMIT_MAX_BATCH", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub group_commit_max_batch: u32,
-
-    /// Log filter, in env_logger syntax.
-    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
-    pub rust_log: String,
 
     /// Test-only switches; they exist only in builds with the `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
@@ -124,28 +168,79 @@ pub struct TestHooks {
     pub race_window_ms: u64,
 }
 
-impl Default for Config {
+impl Default for CommonArgs {
     fn default() -> Self {
         Self {
             database_url: None,
+            data_dir: PathBuf::from(".data"),
+            rust_log: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for WaitArgs {
+    fn default() -> Self {
+        Self {
+            lock_timeout_ms: 5000,
+            statement_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            common: CommonArgs::default(),
+            waits: WaitArgs::default(),
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             db_pool_size: 16,
             db_pool_timeout_ms: 2000,
-            lock_timeout_ms: 5000,
-            statement_timeout_ms: 10_000,
             max_body_bytes: 65_536,
-            data_dir: PathBuf::from(".data"),
+            client_request_timeout_ms: 5000,
+            keep_alive_secs: 5,
+            max_connections: 10_000,
+            cors_allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             http_workers: None,
             metrics_addr: None,
             duplicate_scan_interval_secs: 60,
             group_commit: true,
             group_commit_workers: 4,
             group_commit_max_batch: 128,
-            rust_log: "info".to_owned(),
             #[cfg(feature = "test-hooks")]
             test_hooks: TestHooks::default(),
         }
     }
+}
+
+/// A `CORS_ALLOWED_ORIGINS` entry: `*`, or an origin exactly as browsers send it in `Origin`
+/// (`scheme://host[:port]`, no path, no trailing slash; RFC 6454, section 6.2).
+fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(text.to_owned());
+    }
+    let serialised = url::Url::parse(text)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .map(|url| url.origin().ascii_serialization());
+    match serialised {
+        Some(origin) if origin == text => Ok(origin),
+        Some(origin) => Err(format!(
+            "{text:?} is not an origin as browsers send it; did you mean {origin:?}?"
+        )),
+        None => Err(format!(
+            "{text:?} is not an http(s) origin such as https://shop.example"
+        )),
+    }
+}
+
+/// A `TRUSTED_PROXIES` entry: a CIDR block (`10.0.0.0/8`) or one address (`127.0.0.1`, `::1`).
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR block"))
 }
 
 impl Config {
@@ -154,12 +249,19 @@ impl Config {
         Duration::from_millis(self.db_pool_timeout_ms)
     }
 
+    /// How long a client may take to send a request's head, and then its body.
+    pub fn client_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_request_timeout_ms)
+    }
+
     /// A client-side backstop for one database exchange, in time: a lock wait and two
     /// statements' worth, plus 2 s (27 s with the defaults, under the usual 30 s of load
     /// balancers). It only fires when the server stops answering (a network partition, a pooler
     /// waiting for a server that is down); then the request gets a 503 and the connection is
     /// closed.
     pub fn db_deadline(&self) -> Duration {
-        Duration::from_millis(self.lock_timeout_ms + self.statement_timeout_ms * 2 + 2000)
+        Duration::from_millis(
+            self.waits.lock_timeout_ms + self.waits.statement_timeout_ms * 2 + 2000,
+        )
     }
 }

@@ -3,43 +3,86 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use product_service::config::Config;
+use product_service::config::{CommonArgs, Config, WaitArgs};
 use product_service::dedupe::{self, DedupeArgs, Outcome};
 use product_service::startup::Application;
 use product_service::telemetry;
 
+/// With no command, the service serves (`serve`'s settings are the top level's); each command's
+/// `--help` lists only the settings it reads.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Race-free upserts of products by (brand, serial, manufacturer)"
+    about = "Race-free upserts of products by (brand, serial, manufacturer)",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    config: Config,
+    serve: Box<Config>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
-    Serve,
+    Serve(Box<Config>),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Report keys with more than one row (exit 1 if any); `--apply` merges them.
+    Dedupe {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        waits: WaitArgs,
+        #[command(flatten)]
+        args: DedupeArgs,
+    },
+}
+
+/// What to run, with the settings it reads (the others at their defaults).
+enum Run {
+    Serve,
+    Migrate,
     Dedupe(DedupeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(&cli.config.rust_log);
+    let (run, config) = match cli.command {
+        None => (Run::Serve, *cli.serve),
+        Some(Command::Serve(config)) => (Run::Serve, *config),
+        Some(Command::Migrate { common }) => (
+            Run::Migrate,
+            Config {
+                common,
+                ..Config::default()
+            },
+        ),
+        Some(Command::Dedupe {
+            common,
+            waits,
+            args,
+        }) => (
+            Run::Dedupe(args),
+            Config {
+                common,
+                waits,
+                ..Config::default()
+            },
+        ),
+    };
+    telemetry::init_logging(&config.common.rust_log);
     let runtime = actix_web::rt::System::new();
     runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => exit_code(serve(cli.config).await),
-            Command::Migrate => exit_code(migrate(cli.config).await),
+        match run {
+            Run::Serve => exit_code(serve(config).await),
+            Run::Migrate => exit_code(migrate(config).await),
             // 0: clean, 1: duplicates remain, 2: the command itself failed.
-            Command::Dedupe(args) => match dedupe::run(&cli.config, args).await {
+            Run::Dedupe(args) => match dedupe::run(&config, args).await {
                 Ok(Outcome::Clean) => ExitCode::SUCCESS,
                 Ok(Outcome::Duplicates) => ExitCode::from(1),
                 Err(e) => {

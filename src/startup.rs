@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, middleware, web};
 
 use crate::config::Config;
@@ -66,13 +67,17 @@ impl Application {
             service: ProductService::start(pool.clone(), &config, metrics.clone()),
             metrics: metrics.clone(),
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.client_request_timeout(),
+            trusted_proxies: config.trusted_proxies.clone(),
         });
 
         let (listener, port) = bind(config.bind_addr)?;
         let metrics_on_public_port = config.metrics_addr.is_none();
         let app_data = data.clone();
+        let cors_origins = config.cors_allowed_origins.clone();
         let mut server = HttpServer::new(move || {
             let app = App::new()
+                .wrap(http::cors::middleware(&cors_origins))
                 .wrap(middleware::from_fn(http::middleware::observe))
                 .app_data(app_data.clone())
                 .configure(http::routes::configure);
@@ -82,14 +87,24 @@ impl Application {
                 app
             }
         })
+        .client_request_timeout(config.client_request_timeout())
+        .keep_alive(match config.keep_alive_secs {
+            0 => KeepAlive::Disabled,
+            secs => KeepAlive::Timeout(Duration::from_secs(secs)),
+        })
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             addr: config.bind_addr,
             source,
         })?;
-        if let Some(workers) = config.http_workers {
-            server = server.workers(workers as usize);
-        }
+        // actix-web counts connections per worker: share MAX_CONNECTIONS out over them.
+        let workers = config.http_workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            |n| n as usize,
+        );
+        server = server
+            .workers(workers)
+            .max_connections((config.max_connections as usize).div_ceil(workers));
         log::info!("listening on http://{}:{port}", config.bind_addr.ip());
 
         let (metrics_server, metrics_port) = match config.metrics_addr {

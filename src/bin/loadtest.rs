@@ -6,7 +6,11 @@
 //!     --requests 20000 --concurrency 64 --verify
 //! ```
 //!
-//! Scenarios (keys are `(brand, serial, manufacturer)` = (`lt-<run>`, `<n>`, `M`)):
+//! What it writes: real rows, with keys `(brand, serial, manufacturer)` = (`lt-<seed>-<scenario>`,
+//! `<n>`, `M`), name `load <n>`, and they stay in the database; `--cleanup` deletes every row of
+//! that brand afterwards (earlier runs' with the same seed and scenario too), through the API.
+//!
+//! Scenarios:
 //! - `distinct`: every request a new key (`--keys` is ignored);
 //! - `hot`: every request the same key;
 //! - `zipf`: keys drawn from a Zipf distribution over `--keys` with exponent `--zipf-s`;
@@ -74,6 +78,10 @@ struct Args {
     /// Read back every key touched; exit 1 on a duplicated key or any 5xx.
     #[arg(long)]
     verify: bool,
+    /// At the end, delete every row this run's brand (`lt-<seed>-<scenario>`) has, through
+    /// `GET /products?brand=` and `DELETE /products/{id}`.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 /// What one worker saw.
@@ -255,6 +263,9 @@ struct Report {
     first_errors: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verify: Option<Verification>,
+    /// Rows deleted by `--cleanup`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cleaned_up: Option<u64>,
 }
 
 #[derive(Serialize, Clone, Copy)]
@@ -310,6 +321,55 @@ async fn verify(
         server_errors,
         passed: duplicated_keys == 0 && server_errors == 0,
     })
+}
+
+/// Deletes every row of the run's brand, page by page; the number deleted.
+async fn cleanup(run: &Run) -> Result<u64, String> {
+    let mut deleted = 0;
+    loop {
+        // Always the first page: the rows of the previous one are gone.
+        let page: serde_json::Value = run
+            .client
+            .get(format!("{}/products", run.args.url))
+            .query(&[("brand", run.brand.as_str()), ("limit", "500")])
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("listing the rows to delete: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("listing the rows to delete: {e}"))?;
+        let ids: Vec<i64> = page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item["id"].as_i64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        for chunk in ids.chunks(run.args.concurrency.max(1)) {
+            let deletes = chunk.iter().map(|id| async move {
+                let response = run
+                    .client
+                    .delete(format!("{}/products/{id}", run.args.url))
+                    .send()
+                    .await
+                    .map_err(|e| format!("deleting product {id}: {e}"))?;
+                match response.status().as_u16() {
+                    204 => Ok(1),
+                    404 => Ok(0), // deleted meanwhile by someone else
+                    status => Err(format!("deleting product {id}: status {status}")),
+                }
+            });
+            for result in join_all(deletes).await {
+                deleted += result?;
+            }
+        }
+    }
 }
 
 fn percentile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
@@ -391,6 +451,17 @@ async fn main() -> ExitCode {
     } else {
         None
     };
+    let cleaned_up = if run.args.cleanup {
+        match cleanup(&run).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("loadtest: cleanup failed: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let report = Report {
         scenario: run.args.scenario,
         requests,
@@ -420,6 +491,7 @@ async fn main() -> ExitCode {
             .collect(),
         first_errors: total.errors,
         verify: verification,
+        cleaned_up,
     };
     print_report(&report, run.args.json);
     match report.verify {
@@ -464,5 +536,8 @@ fn print_report(report: &Report, json: bool) {
             v.server_errors,
             if v.passed { "PASSED" } else { "FAILED" }
         );
+    }
+    if let Some(n) = report.cleaned_up {
+        println!("cleanup: deleted {n} rows of this run's brand");
     }
 }

@@ -31,13 +31,14 @@ use embedded::{DATABASE_NAME, Durability, EmbeddedPostgres};
 pub async fn open(config: &Config) -> Result<(String, Option<EmbeddedPostgres>), DbSetupError> {
     // An empty DATABASE_URL (`DATABASE_URL= cargo run`) means unset, as in most tools.
     if let Some(url) = config
+        .common
         .database_url
         .as_deref()
         .filter(|url| !url.trim().is_empty())
     {
         return Ok((url.to_owned(), None));
     }
-    let data_dir = config.data_dir.clone();
+    let data_dir = config.common.data_dir.clone();
     let embedded = tokio::task::spawn_blocking(move || {
         EmbeddedPostgres::start(&data_dir, Durability::Durable)
     })

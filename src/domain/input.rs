@@ -16,6 +16,9 @@ pub enum InputError {
     /// The body is not JSON at all.
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
+    /// The body was declared a form but is not `application/x-www-form-urlencoded` text.
+    #[error("request body is not a valid form: {0}")]
+    MalformedForm(String),
     /// The body is JSON, but not an object.
     #[error("request body must be a JSON object")]
     NotAnObject,
@@ -48,6 +51,10 @@ pub const FIELDS: [&str; 6] = [
     "description",
     "price",
 ];
+/// Members of a product's representation that a body may carry back and that are ignored, as
+/// Django REST framework ignores read-only fields: what a GET returned can be sent as it is.
+pub const READ_ONLY_FIELDS: [&str; 4] = ["id", "version", "created_at", "updated_at"];
+
 /// The fields POST and PUT require.
 pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name"];
 
@@ -113,10 +120,93 @@ pub(crate) enum Presence {
     Partial,
 }
 
+/// How a request body is encoded (its `Content-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json` (or `+json`): a JSON object (RFC 8259).
+    Json,
+    /// `application/x-www-form-urlencoded` (the WHATWG URL standard): every value a string.
+    /// A body so declared that is a JSON object (what `curl -d '{...}'` sends) is read as JSON.
+    Form,
+}
+
+/// Why a form field or query parameter was refused for its encoding.
+pub(crate) const NOT_UTF8: &str = "is not UTF-8 text once percent-decoded";
+
+/// The name-value pairs of `application/x-www-form-urlencoded` text (a form body or a query
+/// string): split at `&` and `=`, `+` read as a space, percent-decoded (WHATWG URL standard,
+/// section 5.1). A value that is not UTF-8 once decoded is `None`, where a lenient parser (the
+/// `form_urlencoded` crate) would put U+FFFD in its place, silently changing what is stored;
+/// a name is decoded leniently, as it is only compared or reported.
+pub(crate) fn form_pairs(text: &[u8]) -> Vec<(String, Option<String>)> {
+    let decode = |raw: &[u8]| -> Option<String> {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&spaced)
+            .decode_utf8()
+            .ok()
+            .map(std::borrow::Cow::into_owned)
+    };
+    text.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            let lenient = || String::from_utf8_lossy(name).into_owned();
+            match decode(name) {
+                Some(name) => (name, decode(value)),
+                None => (lenient(), None),
+            }
+        })
+        .collect()
+}
+
 /// A JSON object's members, read in one pass, and the names that appeared more than once.
 struct Members {
     object: Map<String, Value>,
     repeated: Vec<String>,
+}
+
+impl Members {
+    fn new() -> Self {
+        Self {
+            object: Map::new(),
+            repeated: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, name: String, value: Value) {
+        if self.object.contains_key(&name) && !self.repeated.contains(&name) {
+            self.repeated.push(name.clone());
+        }
+        self.object.insert(name, value);
+    }
+
+    /// Reads a JSON object.
+    fn from_json(body: &[u8]) -> Result<Self, InputError> {
+        serde_json::from_slice(body).map_err(|e| {
+            // Only on the error path: is it JSON at all?
+            match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => InputError::NotAnObject,
+                Err(_) => InputError::MalformedJson(e.to_string()),
+            }
+        })
+    }
+
+    /// Reads a form: each value a JSON string.
+    fn from_form(body: &[u8]) -> Result<Self, InputError> {
+        let mut members = Self::new();
+        for (name, value) in form_pairs(body) {
+            let value =
+                value.ok_or_else(|| InputError::MalformedForm(format!("{name:?}: {NOT_UTF8}")))?;
+            members.insert(name, Value::String(value));
+        }
+        Ok(members)
+    }
 }
 
 impl<'de> Deserialize<'de> for Members {
@@ -135,16 +225,10 @@ impl<'de> Visitor<'de> for MembersVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-        let mut members = Members {
-            object: Map::new(),
-            repeated: Vec::new(),
-        };
+        let mut members = Members::new();
         while let Some(name) = map.next_key::<String>()? {
             let value: Value = map.next_value()?;
-            if members.object.contains_key(&name) && !members.repeated.contains(&name) {
-                members.repeated.push(name.clone());
-            }
-            members.object.insert(name, value);
+            members.insert(name, value);
         }
         Ok(members)
     }
@@ -158,20 +242,27 @@ pub(crate) struct FieldReader {
 }
 
 impl FieldReader {
-    /// Parses `body` as a JSON object whose fields are read according to `presence`. A member
-    /// that appears more than once is an error of that field (RFC 8259 leaves such objects'
-    /// meaning open; taking the last value would silently drop the first).
-    pub(crate) fn new(body: &[u8], presence: Presence) -> Result<Self, InputError> {
-        let members: Members = serde_json::from_slice(body).map_err(|e| {
-            // Only on the error path: is it JSON at all?
-            match serde_json::from_slice::<IgnoredAny>(body) {
-                Ok(_) => InputError::NotAnObject,
-                Err(_) => InputError::MalformedJson(e.to_string()),
-            }
-        })?;
+    /// Parses `body`, a JSON object or a form, whose fields are read according to `presence`.
+    /// A member that appears more than once is an error of that field (RFC 8259 leaves such
+    /// objects' meaning open; taking the last value would silently drop the first). The
+    /// [`READ_ONLY_FIELDS`] are dropped, whatever their values.
+    pub(crate) fn new(
+        body: &[u8],
+        format: BodyFormat,
+        presence: Presence,
+    ) -> Result<Self, InputError> {
+        let json_in_form = || body.trim_ascii_start().first() == Some(&b'{');
+        let mut members = match format {
+            BodyFormat::Form if !json_in_form() => Members::from_form(body)?,
+            BodyFormat::Json | BodyFormat::Form => Members::from_json(body)?,
+        };
         let mut errors = FieldErrors::new();
         for name in members.repeated {
             errors.insert(name, vec!["appears more than once".to_owned()]);
+        }
+        for name in READ_ONLY_FIELDS {
+            members.object.remove(name);
+            errors.remove(name);
         }
         Ok(Self {
             object: members.object,
@@ -251,7 +342,11 @@ impl FieldReader {
         for field in unknown {
             self.error(
                 &field,
-                format!("unknown field; expected one of: {}", FIELDS.join(", ")),
+                format!(
+                    "unknown field; expected one of: {} (read-only, ignored: {})",
+                    FIELDS.join(", "),
+                    READ_ONLY_FIELDS.join(", ")
+                ),
             );
         }
         if let Err(errors) = fields.validate() {

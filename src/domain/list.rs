@@ -1,9 +1,9 @@
 //! The filters and page of `GET /products`: [`ListParams`] as they arrive (text), [`ListQuery`]
 //! once checked.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::domain::input::{InputError, MAX_KEY_CHARS};
+use crate::domain::input::{FieldErrors, InputError, MAX_KEY_CHARS, NOT_UTF8, form_pairs};
 use crate::domain::product::Product;
 
 /// Default page size.
@@ -12,9 +12,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// The list parameters as sent: everything arrives as text, so that errors name the parameter.
-/// Unknown parameters are refused when decoding.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ListParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brand: Option<String>,
@@ -27,6 +25,9 @@ pub struct ListParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
+
+/// The names of the list parameters.
+pub const LIST_PARAMETERS: [&str; 5] = ["brand", "serial", "manufacturer", "limit", "after"];
 
 /// Exact-match filters on key fields (trimmed, as keys are) and a keyset page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,53 +52,125 @@ pub struct ListPage {
 /// A key-field filter, trimmed as keys are; refused where no key could match it (a control
 /// character, NUL included, or more than [`MAX_KEY_CHARS`] characters), so that it never reaches
 /// the database (PostgreSQL text cannot even hold NUL).
-fn key_filter(name: &str, value: Option<&str>) -> Result<Option<String>, InputError> {
+fn key_filter(value: Option<&str>) -> Result<Option<String>, String> {
     let Some(value) = value.map(str::trim) else {
         return Ok(None);
     };
     if value.chars().any(char::is_control) {
-        return Err(InputError::field(
-            name,
-            "must not contain control characters",
-        ));
+        return Err("must not contain control characters".to_owned());
     }
     if value.chars().count() as u64 > MAX_KEY_CHARS {
-        return Err(InputError::field(name, "must be at most 255 characters"));
+        return Err("must be at most 255 characters".to_owned());
     }
     Ok(Some(value.to_owned()))
 }
 
 impl ListParams {
+    /// Reads and checks a query string (`application/x-www-form-urlencoded`, percent-decoded as
+    /// UTF-8): the parameters as sent (to build the next page's link from) and the query. A
+    /// parameter with an empty value (after trimming) is left out, as django-filter does.
+    ///
+    /// # Errors
+    /// [`InputError::Invalid`] naming every bad parameter at once: unknown, given twice, not
+    /// UTF-8 once percent-decoded, or refused by [`ListParams::parse`].
+    pub fn from_query(query: &str) -> Result<(Self, ListQuery), InputError> {
+        let mut params = Self::default();
+        let mut errors = FieldErrors::new();
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in form_pairs(query.as_bytes()) {
+            if seen.contains(&name) {
+                errors.insert(name, vec!["appears more than once".to_owned()]);
+                continue;
+            }
+            seen.push(name.clone());
+            let slot = match name.as_str() {
+                "brand" => &mut params.brand,
+                "serial" => &mut params.serial,
+                "manufacturer" => &mut params.manufacturer,
+                "limit" => &mut params.limit,
+                "after" => &mut params.after,
+                _ => {
+                    let expected = LIST_PARAMETERS.join(", ");
+                    errors.insert(
+                        name,
+                        vec![format!("unknown parameter; expected one of: {expected}")],
+                    );
+                    continue;
+                }
+            };
+            match value {
+                None => {
+                    errors.insert(name, vec![NOT_UTF8.to_owned()]);
+                }
+                Some(value) if !value.trim().is_empty() => *slot = Some(value),
+                Some(_) => {}
+            }
+        }
+        match params.parse() {
+            Ok(query) if errors.is_empty() => Ok((params, query)),
+            Ok(_) => Err(InputError::Invalid(errors)),
+            Err(InputError::Invalid(more)) => {
+                for (name, messages) in more {
+                    errors.entry(name).or_insert(messages);
+                }
+                Err(InputError::Invalid(errors))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`InputError::Invalid`] naming `limit` (not an integer from 1 to [`MAX_LIMIT`]), `after`
-    /// (not an integer), or a key filter with a control character or over 255 characters.
+    /// [`InputError::Invalid`] naming each bad parameter: `limit` (not an integer from 1 to
+    /// [`MAX_LIMIT`]), `after` (not an integer), a key filter with a control character or over
+    /// 255 characters.
     pub fn parse(&self) -> Result<ListQuery, InputError> {
-        let limit = match &self.limit {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    InputError::field("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
-                })?,
+        let mut errors = FieldErrors::new();
+        let mut note = |name: &str, result: Result<(), String>| {
+            if let Err(message) = result {
+                errors.insert(name.to_owned(), vec![message]);
+            }
         };
-        let after = match &self.after {
-            None => None,
-            Some(text) => Some(
-                text.parse::<i64>()
-                    .map_err(|_| InputError::field("after", "must be a product id (an integer)"))?,
-            ),
+        let mut limit = DEFAULT_LIMIT;
+        if let Some(text) = &self.limit {
+            note(
+                "limit",
+                text.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .map(|n| limit = n)
+                    .ok_or_else(|| format!("must be an integer from 1 to {MAX_LIMIT}")),
+            );
+        }
+        let mut after = None;
+        if let Some(text) = &self.after {
+            note(
+                "after",
+                text.trim()
+                    .parse::<i64>()
+                    .map(|n| after = Some(n))
+                    .map_err(|_| "must be a product id (an integer)".to_owned()),
+            );
+        }
+        let mut filter = |name: &str, value: &Option<String>| {
+            let checked = key_filter(value.as_deref());
+            note(name, checked.as_ref().map(|_| ()).map_err(Clone::clone));
+            checked.ok().flatten()
         };
-        Ok(ListQuery {
-            brand: key_filter("brand", self.brand.as_deref())?,
-            serial: key_filter("serial", self.serial.as_deref())?,
-            manufacturer: key_filter("manufacturer", self.manufacturer.as_deref())?,
+        let query = ListQuery {
+            brand: filter("brand", &self.brand),
+            serial: filter("serial", &self.serial),
+            manufacturer: filter("manufacturer", &self.manufacturer),
             after,
             limit,
-        })
+        };
+        if errors.is_empty() {
+            Ok(query)
+        } else {
+            Err(InputError::Invalid(errors))
+        }
     }
 
     /// The parameters of the page that starts after product `after`: the same filters and

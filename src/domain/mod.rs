@@ -10,7 +10,7 @@ pub mod list;
 pub mod price;
 pub mod product;
 
-pub use input::{FIELDS, FieldErrors, InputError, REQUIRED_FIELDS};
+pub use input::{BodyFormat, FIELDS, FieldErrors, InputError, READ_ONLY_FIELDS, REQUIRED_FIELDS};
 pub use key::ProductKey;
 pub use list::{ListPage, ListParams, ListQuery};
 pub use price::Price;

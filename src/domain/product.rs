@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::input::{FieldReader, InputError, Presence};
+use crate::domain::input::{BodyFormat, FieldReader, InputError, Presence};
 use crate::domain::key::ProductKey;
 use crate::domain::price::Price;
 
@@ -54,13 +54,13 @@ pub struct ProductPatch {
 }
 
 impl ProductInput {
-    /// Parses the body of a POST or PUT.
+    /// Parses the body of a POST or PUT, encoded as `format`.
     ///
     /// # Errors
     /// [`InputError`] naming every missing or invalid field, or saying the body is not a JSON
-    /// object.
-    pub fn from_json(body: &[u8]) -> Result<Self, InputError> {
-        let fields = FieldReader::new(body, Presence::Full)?.finish()?;
+    /// object (or not a form).
+    pub fn parse(body: &[u8], format: BodyFormat) -> Result<Self, InputError> {
+        let fields = FieldReader::new(body, format, Presence::Full)?.finish()?;
         Ok(Self {
             key: ProductKey::new(
                 required(fields.brand, "brand")?,
@@ -84,9 +84,9 @@ impl ProductPatch {
     /// Parses the body of a PATCH: any of the fields, none required.
     ///
     /// # Errors
-    /// As [`ProductInput::from_json`].
-    pub fn from_json(body: &[u8]) -> Result<Self, InputError> {
-        let fields = FieldReader::new(body, Presence::Partial)?.finish()?;
+    /// As [`ProductInput::parse`].
+    pub fn parse(body: &[u8], format: BodyFormat) -> Result<Self, InputError> {
+        let fields = FieldReader::new(body, format, Presence::Partial)?.finish()?;
         Ok(Self {
             brand: fields.brand,
             serial: fields.serial,
@@ -101,9 +101,9 @@ impl ProductPatch {
     /// optional fields go back to their defaults).
     ///
     /// # Errors
-    /// As [`ProductInput::from_json`].
-    pub fn replacing_from_json(body: &[u8]) -> Result<Self, InputError> {
-        ProductInput::from_json(body).map(Self::from)
+    /// As [`ProductInput::parse`].
+    pub fn replacing(body: &[u8], format: BodyFormat) -> Result<Self, InputError> {
+        ProductInput::parse(body, format).map(Self::from)
     }
 
     /// The key after this patch is applied to a product whose key is `current`.
@@ -137,15 +137,17 @@ mod tests {
 
     #[test]
     fn key_fields_are_trimmed_and_inner_control_characters_refused() {
-        let input = ProductInput::from_json(
+        let input = ProductInput::parse(
             br#"{"brand":"  Acme ","serial":"\tS1\n","manufacturer":"M","name":"N"}"#,
+            BodyFormat::Json,
         )
         .expect("valid");
         assert_eq!(input.key.brand, "Acme");
         assert_eq!(input.key.serial, "S1");
 
-        let Err(InputError::Invalid(errors)) = ProductInput::from_json(
+        let Err(InputError::Invalid(errors)) = ProductInput::parse(
             br#"{"brand":"A\u0000B","serial":"S","manufacturer":"M","name":"N"}"#,
+            BodyFormat::Json,
         ) else {
             panic!("a NUL inside a key must be refused");
         };

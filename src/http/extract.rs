@@ -1,4 +1,7 @@
-//! Extractors: the JSON request body and the product id of `/products/{id}`.
+//! Extractors: the request body (JSON, or a form as DRF clients send it) and the product id of
+//! `/products/{id}`.
+
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -6,43 +9,63 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use futures_util::StreamExt as _;
 use futures_util::future::{LocalBoxFuture, Ready, ready};
 
+use crate::domain::BodyFormat;
 use crate::http::problem::ApiError;
 use crate::http::state::AppState;
 
-/// A request body declared as JSON (`application/json` or any `+json` type), at most
-/// `MAX_BODY_BYTES` long. Its bytes are parsed by the domain, not here.
+/// A request body declared as JSON (`application/json` or any `+json` type) or as a form
+/// (`application/x-www-form-urlencoded`), at most `MAX_BODY_BYTES` long, received within
+/// `CLIENT_REQUEST_TIMEOUT_MS` of the request's head. Its bytes are parsed by the domain, not
+/// here.
 ///
-/// Errors: 415 unless the body is declared JSON; 413 when `Content-Length` or the bytes received
-/// exceed the limit (RFC 9110, sections 15.5.16 and 15.5.14).
+/// Errors: 415 for any other content type; 413 when `Content-Length` or the bytes received
+/// exceed the limit; 408 (and the connection closes) when the body is late (RFC 9110, sections
+/// 15.5.16, 15.5.14 and 15.5.9).
 #[derive(Debug)]
-pub struct JsonBody(pub web::BytesMut);
+pub struct RequestBody {
+    /// The bytes, as received.
+    pub bytes: web::BytesMut,
+    /// What the `Content-Type` declared.
+    pub format: BodyFormat,
+}
 
-impl FromRequest for JsonBody {
+impl FromRequest for RequestBody {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
+        let (limit, timeout) = req
             .app_data::<web::Data<AppState>>()
-            .map_or(0, |state| state.max_body_bytes);
+            .map_or((0, Duration::ZERO), |state| {
+                (state.max_body_bytes, state.body_timeout)
+            });
         let declared = check_headers(req, limit);
         let payload = payload.take();
         Box::pin(async move {
-            declared?;
-            read_body(payload, limit).await.map(JsonBody)
+            let format = declared?;
+            let bytes = tokio::time::timeout(timeout, read_body(payload, limit))
+                .await
+                .map_err(|_| ApiError::RequestTimeout)??;
+            Ok(RequestBody { bytes, format })
         })
     }
 }
 
-/// Refuses what the headers already show: a body not declared JSON, or declared too long.
-fn check_headers(req: &HttpRequest, limit: u64) -> Result<(), ApiError> {
-    let is_json = req.mime_type().ok().flatten().is_some_and(|mime| {
-        mime.type_() == mime::APPLICATION
-            && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
-    });
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
+/// Refuses what the headers already show: a body of a type we do not read, or declared too
+/// long. Else the body's format.
+fn check_headers(req: &HttpRequest, limit: u64) -> Result<BodyFormat, ApiError> {
+    let format = match req.mime_type().ok().flatten() {
+        Some(mime)
+            if mime.type_() == mime::APPLICATION
+                && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON)) =>
+        {
+            BodyFormat::Json
+        }
+        Some(mime) if mime.essence_str() == mime::APPLICATION_WWW_FORM_URLENCODED.essence_str() => {
+            BodyFormat::Form
+        }
+        _ => return Err(ApiError::UnsupportedMediaType),
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -51,7 +74,7 @@ fn check_headers(req: &HttpRequest, limit: u64) -> Result<(), ApiError> {
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    Ok(())
+    Ok(format)
 }
 
 /// Reads the body, refusing it as soon as it grows past `limit` bytes.

@@ -1,7 +1,9 @@
 //! The HTTP API on actix-web: shared state, problem+json errors, the middleware, extractors,
 //! the routes and the OpenAPI document. Handlers parse, make one service call and render.
 
+pub mod cors;
 pub mod extract;
+pub mod forwarded;
 pub mod middleware;
 pub mod problem;
 pub mod routes;

@@ -51,14 +51,16 @@ fn unavailable_detail(why: Unavailable) -> &'static str {
 pub enum ApiError {
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("request body is not a valid form: {0}")]
+    MalformedForm(String),
     #[error("request body must be a JSON object")]
     NotAnObject,
     #[error("invalid input")]
     Validation(FieldErrors),
-    #[error("invalid query parameter: {0}")]
-    InvalidQuery(String),
     #[error("unsupported content type")]
     UnsupportedMediaType,
+    #[error("the request body did not arrive within CLIENT_REQUEST_TIMEOUT_MS")]
+    RequestTimeout,
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("product not found")]
@@ -125,11 +127,15 @@ impl ApiError {
                 "urn:product-service:problem:malformed-json",
                 "Malformed JSON",
             ),
+            Self::MalformedForm(_) => (
+                "urn:product-service:problem:malformed-form",
+                "Malformed form",
+            ),
             Self::NotAnObject | Self::Validation(_) => {
                 ("urn:product-service:problem:validation", "Invalid input")
             }
-            Self::InvalidQuery(_) => ("urn:product-service:problem:invalid-query", "Invalid query"),
             Self::UnsupportedMediaType => ("about:blank", "Unsupported Media Type"),
+            Self::RequestTimeout => ("about:blank", "Request Timeout"),
             Self::PayloadTooLarge { .. } => ("about:blank", "Payload Too Large"),
             Self::ProductNotFound => ("urn:product-service:problem:not-found", "Product not found"),
             Self::RouteNotFound => ("about:blank", "Not Found"),
@@ -150,12 +156,13 @@ impl ApiError {
         match self {
             Self::Validation(errors) => {
                 let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
-                format!("invalid fields: {}", fields.join(", "))
+                format!("invalid: {}", fields.join(", "))
             }
-            Self::UnsupportedMediaType => {
-                "the request body must be sent as Content-Type: application/json".to_owned()
-            }
+            Self::UnsupportedMediaType => "the request body must be sent as Content-Type: \
+                 application/json (or application/x-www-form-urlencoded)"
+                .to_owned(),
             Self::Unavailable { why, .. } => unavailable_detail(*why).to_owned(),
+            Self::NotReady(why) => why.clone(),
             Self::Internal(_) => "the server failed to handle this request".to_owned(),
             other => other.to_string(),
         }
@@ -166,10 +173,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_)
+            | Self::MalformedForm(_)
             | Self::NotAnObject
-            | Self::Validation(_)
-            | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            | Self::Validation(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -214,6 +222,10 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
             }
+            // The rest of a late body may still be on its way: the connection cannot be reused.
+            Self::RequestTimeout => {
+                response.force_close();
+            }
             _ => {}
         }
         response.json(problem)
@@ -224,6 +236,7 @@ impl From<InputError> for ApiError {
     fn from(error: InputError) -> Self {
         match error {
             InputError::MalformedJson(message) => Self::MalformedJson(message),
+            InputError::MalformedForm(message) => Self::MalformedForm(message),
             InputError::NotAnObject => Self::NotAnObject,
             InputError::Invalid(errors) => Self::Validation(errors),
         }

@@ -12,4 +12,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Largest accepted request body, in bytes (`MAX_BODY_BYTES`).
     pub max_body_bytes: u64,
+    /// How long a request's body may take to arrive once its head has
+    /// (`CLIENT_REQUEST_TIMEOUT_MS`); then 408.
+    pub body_timeout: std::time::Duration,
+    /// Peers whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use deadpool::managed::Timeouts;
 
 use crate::db::checks::serving_state;
+use crate::db::fault::{DbFault, classify_pool};
 use crate::db::migrations::latest_migration_version;
 use crate::service::runner::Runner;
 
@@ -28,16 +29,26 @@ pub async fn check(runner: &Runner) -> Result<(), NotReady> {
         create: Some(READY_TIMEOUT),
         recycle: Some(READY_TIMEOUT),
     };
-    let mut conn = runner
-        .pool()
-        .timeout_get(&timeouts)
-        .await
-        .map_err(|e| NotReady(format!("no database connection: {e}")))?;
+    let mut conn = runner.pool().timeout_get(&timeouts).await.map_err(|e| {
+        // The library's wording goes to the log; the probe's answer names the cause.
+        log::warn!("not ready: {e}");
+        NotReady(match classify_pool(&e) {
+            DbFault::PoolTimeout => {
+                "every database connection stayed busy for 2 s (DB_POOL_SIZE)".to_owned()
+            }
+            _ => "the database is unreachable (no new connection within 2 s)".to_owned(),
+        })
+    })?;
     let latest = latest_migration_version();
     let answer = tokio::time::timeout(READY_TIMEOUT, serving_state(&mut conn, &latest))
         .await
-        .map_err(|_| "the database did not answer in time".to_owned())
-        .and_then(|r| r.map_err(|e| format!("the database failed a query: {e}")));
+        .map_err(|_| "the database did not answer the readiness query within 2 s".to_owned())
+        .and_then(|r| {
+            r.map_err(|e| {
+                log::warn!("not ready: {e}");
+                "the database failed the readiness query (see the log)".to_owned()
+            })
+        });
     match answer {
         Ok(state) if !state.migration_applied => {
             Err(NotReady(format!("migration {latest} is not applied")))

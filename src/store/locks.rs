@@ -34,8 +34,8 @@ pub struct TxSettings {
 impl From<&Config> for TxSettings {
     fn from(config: &Config) -> Self {
         Self {
-            lock_timeout_ms: config.lock_timeout_ms,
-            statement_timeout_ms: config.statement_timeout_ms,
+            lock_timeout_ms: config.waits.lock_timeout_ms,
+            statement_timeout_ms: config.waits.statement_timeout_ms,
             #[cfg(feature = "test-hooks")]
             hooks: config.test_hooks,
         }

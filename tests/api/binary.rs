@@ -121,3 +121,56 @@ fn migrate_applies_the_migrations_and_exits() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("no pending migrations"));
     assert!(!root.path().join("data/postgres/postmaster.pid").exists());
 }
+
+/// The flags `product-service <args> --help` lists.
+fn flags_in_help(args: &[&str]) -> Vec<String> {
+    let output = Command::new(BINARY)
+        .args(args)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success(), "{args:?} --help failed");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with("--"))
+        .map(|word| word.trim_end_matches(',').to_owned())
+        .collect()
+}
+
+#[test]
+fn each_command_lists_only_the_flags_it_reads() {
+    let mut serve = flags_in_help(&[]);
+    serve.retain(|flag| flag != "--version");
+    assert_eq!(flags_in_help(&["serve"]), serve);
+    for flag in [
+        "--bind-addr",
+        "--database-url",
+        "--lock-timeout-ms",
+        "--group-commit",
+    ] {
+        assert!(serve.contains(&flag.to_owned()), "serve lacks {flag}");
+    }
+
+    let migrate = flags_in_help(&["migrate"]);
+    assert_eq!(
+        migrate,
+        ["--database-url", "--data-dir", "--rust-log", "--help"],
+        "migrate"
+    );
+
+    let dedupe = flags_in_help(&["dedupe"]);
+    assert_eq!(
+        dedupe,
+        [
+            "--database-url",
+            "--data-dir",
+            "--rust-log",
+            "--lock-timeout-ms",
+            "--statement-timeout-ms",
+            "--apply",
+            "--json",
+            "--help"
+        ],
+        "dedupe"
+    );
+}

@@ -63,7 +63,7 @@ fn racing_config(lock: bool, group_commit: bool) -> impl Fn(&mut Config) + Copy 
         // Generous bounds: these tests are about duplicates, not about waits (see unavailable.rs).
         c.db_pool_size = 24;
         c.db_pool_timeout_ms = 60_000;
-        c.lock_timeout_ms = 60_000;
+        c.waits.lock_timeout_ms = 60_000;
         c.test_hooks.race_window_ms = RACE_WINDOW_MS;
         c.test_hooks.disable_advisory_lock = !lock;
     }

@@ -48,8 +48,8 @@ async fn german_app(
     };
     spawn_app_on(setup, |c| {
         c.group_commit = group_commit;
-        c.lock_timeout_ms = lock_timeout_ms;
-        c.statement_timeout_ms = statement_timeout_ms;
+        c.waits.lock_timeout_ms = lock_timeout_ms;
+        c.waits.statement_timeout_ms = statement_timeout_ms;
     })
     .await
 }

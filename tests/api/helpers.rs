@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use product_service::config::Config;
+use product_service::config::{CommonArgs, Config};
 use product_service::db;
 use product_service::db::embedded::{Durability, EmbeddedPostgres};
 use product_service::startup::Application;
@@ -214,7 +214,10 @@ fn as_user(url: &str, user: &str) -> String {
 /// The service's settings in tests: `db_url`, a random port, two workers, then `configure`.
 pub fn test_config(db_url: &str, configure: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config {
-        database_url: Some(db_url.to_owned()),
+        common: CommonArgs {
+            database_url: Some(db_url.to_owned()),
+            ..CommonArgs::default()
+        },
         bind_addr: "127.0.0.1:0".parse().expect("valid address"),
         http_workers: Some(2),
         ..Config::default()

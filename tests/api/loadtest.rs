@@ -97,3 +97,42 @@ async fn verify_fails_when_a_touched_key_has_two_rows() {
     assert_eq!(report["verify"]["duplicated_keys"], 1);
     assert_eq!(report["verify"]["passed"], false);
 }
+
+#[tokio::test]
+async fn cleanup_deletes_the_rows_of_its_run_and_no_others() {
+    let app = spawn_app().await;
+    app.sql(
+        "INSERT INTO products (brand, serial, manufacturer, name) VALUES \
+         ('somebody else', '1', 'M', 'kept')",
+    )
+    .await;
+
+    let output = loadtest(
+        &app,
+        &[
+            "--scenario",
+            "distinct",
+            "--requests",
+            "600",
+            "--concurrency",
+            "8",
+            "--cleanup",
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = report(&output);
+    assert_eq!(report["statuses"]["201"], 600);
+    assert_eq!(
+        report["cleaned_up"], 600,
+        "more rows than one page: {report}"
+    );
+    assert_eq!(app.count_products("brand = 'lt-7-distinct'").await, 0);
+    assert_eq!(app.count_products("true").await, 1, "other rows stay");
+}

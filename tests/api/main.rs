@@ -23,6 +23,7 @@ macro_rules! in_both_modes {
 
 mod architecture;
 mod binary;
+mod clients;
 mod concurrency;
 mod conditions;
 mod dedupe;

@@ -39,10 +39,12 @@ async fn list_filters_by_exact_key_fields_and_pages_by_id() {
     create(&app, &product("Other", "1", "M")).await;
     create(&app, &product("acme", "1", "M")).await;
 
-    let mut next = Some("/products?brand=Acme&limit=2".to_owned());
+    // `next` is absolute, built from the request's Host, so a client can follow it as it is.
+    let mut next = Some(app.url("/products?brand=Acme&limit=2"));
     let mut serials = Vec::new();
-    while let Some(path) = next {
-        let page = json(app.get(&path).await).await;
+    while let Some(url) = next {
+        assert!(url.starts_with(&app.url("/products?")), "{url}");
+        let page = json(app.client.get(&url).send().await.expect("send")).await;
         for item in page["items"].as_array().expect("items") {
             assert_eq!(item["brand"], "Acme");
             serials.push(item["serial"].as_str().expect("serial").to_owned());
@@ -76,8 +78,19 @@ async fn list_rejects_bad_paging_and_unknown_parameters() {
         assert_eq!(response.status(), 400, "{query}");
         assert!(json(response).await["errors"][field].is_array(), "{query}");
     }
-    let unknown = app.get("/products?page=2").await;
+    // Unknown, repeated or undecodable parameters: the same problem type and `errors` map as a
+    // bad body, every bad parameter named at once.
+    let body_problem = json(app.post_product(&json!({})).await).await;
+    let unknown = app
+        .get("/products?page=2&limit=2&limit=3&serial=%FF&after=x")
+        .await;
     assert_eq!(unknown.status(), 400);
+    let problem = json(unknown).await;
+    assert_eq!(problem["type"], body_problem["type"], "{problem}");
+    assert_eq!(problem["title"], body_problem["title"], "{problem}");
+    for name in ["page", "limit", "serial", "after"] {
+        assert!(problem["errors"][name].is_array(), "{name}: {problem}");
+    }
     let long = format!("/products?brand={}", "b".repeat(256));
     assert_eq!(
         app.get(&long).await.status(),

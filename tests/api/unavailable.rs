@@ -38,7 +38,7 @@ async fn a_key_locked_elsewhere_is_503_within_the_lock_timeout_while_other_keys_
     group_commit: bool,
 ) {
     let app = spawn_app_with(|c| {
-        c.lock_timeout_ms = 500;
+        c.waits.lock_timeout_ms = 500;
         c.group_commit = group_commit;
     })
     .await;
@@ -71,7 +71,7 @@ async fn a_key_locked_elsewhere_is_503_within_the_lock_timeout_while_other_keys_
 
 async fn a_row_locked_elsewhere_is_503_within_the_lock_timeout(group_commit: bool) {
     let app = spawn_app_with(|c| {
-        c.lock_timeout_ms = 300;
+        c.waits.lock_timeout_ms = 300;
         c.group_commit = group_commit;
     })
     .await;
@@ -103,7 +103,7 @@ async fn an_exhausted_pool_is_503_after_the_pool_timeout(group_commit: bool) {
         c.group_commit = group_commit;
         c.db_pool_size = 1;
         c.db_pool_timeout_ms = 200;
-        c.lock_timeout_ms = 3000;
+        c.waits.lock_timeout_ms = 3000;
     })
     .await;
     let busy_key = product("Busy", "S", "M");
@@ -173,7 +173,7 @@ async fn an_unreachable_database_is_503_and_service_resumes_when_it_returns(grou
 
 async fn keys_whose_concatenations_look_alike_never_wait_for_each_other(group_commit: bool) {
     let app = spawn_app_with(|c| {
-        c.lock_timeout_ms = 2000;
+        c.waits.lock_timeout_ms = 2000;
         c.group_commit = group_commit;
     })
     .await;
@@ -202,7 +202,7 @@ async fn timed(request: impl Future<Output = reqwest::Response>) -> (u16, Durati
 async fn a_key_held_elsewhere_delays_only_its_own_requests(group_commit: bool) {
     let lock_timeout = Duration::from_millis(2000);
     let app = spawn_app_with(|c| {
-        c.lock_timeout_ms = 2000;
+        c.waits.lock_timeout_ms = 2000;
         c.group_commit = group_commit;
     })
     .await;
@@ -251,7 +251,7 @@ async fn a_key_held_elsewhere_delays_only_its_own_requests(group_commit: bool) {
 async fn a_key_of_any_characters_held_through_product_lock_key_is_held_for_the_service() {
     // Other writers lock with the `product_lock_key` function; the service computes the same
     // formula itself, so both must meet on keys of any characters.
-    let app = spawn_app_with(|c| c.lock_timeout_ms = 300).await;
+    let app = spawn_app_with(|c| c.waits.lock_timeout_ms = 300).await;
     let key = ("Ünï cödé 😀", "ß∑ \\ x", "Мир");
     let mut holder = app.hold_key_lock(key.0, key.1, key.2).await;
 
@@ -272,7 +272,7 @@ async fn a_row_held_elsewhere_delays_only_its_own_key(group_commit: bool) {
     // key's requests wait for it, and get a 503 within LOCK_TIMEOUT_MS.
     let lock_timeout = Duration::from_millis(1000);
     let app = spawn_app_with(|c| {
-        c.lock_timeout_ms = 1000;
+        c.waits.lock_timeout_ms = 1000;
         c.group_commit = group_commit;
     })
     .await;

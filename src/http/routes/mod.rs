@@ -2,8 +2,8 @@
 //!
 //! | method | path | handler |
 //! |---|---|---|
-//! | POST | `/products`, `/products/` | upsert by (brand, serial, manufacturer): 201 or 200 |
-//! | GET | `/products`, `/products/` | list, exact-match filters, keyset pages |
+//! | POST | `/products` | upsert by (brand, serial, manufacturer): 201 or 200 |
+//! | GET | `/products` | list, exact-match filters, keyset pages |
 //! | GET | `/products/{id}` | one product |
 //! | PUT | `/products/{id}` | replace every writable field |
 //! | PATCH | `/products/{id}` | change the fields it names |
@@ -13,8 +13,10 @@
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document |
 //! | GET | `/metrics` | Prometheus metrics (on `METRICS_ADDR` instead, when set) |
 //!
-//! Every GET route answers HEAD too, and every route OPTIONS (204 with `Allow`). Anything else
-//! is a problem+json 404 (no such route) or 405 (no such method, with `Allow`).
+//! Every path also answers with a trailing slash (`/products/7/`), as Django REST framework's
+//! URLs end, and is counted in the metrics under the path without it. Every GET route answers
+//! HEAD too, and every route OPTIONS (204 with `Allow`). Anything else is a problem+json 404 (no
+//! such route) or 405 (no such method, with `Allow`).
 
 use actix_web::http::{Method, header};
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
@@ -28,11 +30,9 @@ pub mod products;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for collection in ["/products", "/products/"] {
-        let resource = resource(collection, "GET, HEAD, POST, OPTIONS")
-            .route(web::post().to(products::upsert));
-        cfg.service(readable(resource, products::list));
-    }
+    let collection =
+        resource("/products", "GET, HEAD, POST, OPTIONS").route(web::post().to(products::upsert));
+    cfg.service(readable(collection, products::list));
     let item = resource("/products/{id}", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
         .route(web::put().to(products::replace))
         .route(web::patch().to(products::patch))
@@ -62,11 +62,11 @@ pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
 /// The `Allow` of a resource that is only read.
 const READ_ONLY: &str = "GET, HEAD, OPTIONS";
 
-/// The resource at `path`, whose methods are `allow`: `OPTIONS` answers 204 with `Allow`, and a
-/// method it has no route for (`TRACE` included) 405 with `Allow` (RFC 9110, sections 9.3.7
-/// and 15.5.6).
+/// The resource at `path` and at `path` with a trailing slash (the first pattern names it in
+/// the metrics), whose methods are `allow`: `OPTIONS` answers 204 with `Allow`, and a method it
+/// has no route for (`TRACE` included) 405 with `Allow` (RFC 9110, sections 9.3.7 and 15.5.6).
 fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource(path)
+    web::resource([path.to_owned(), format!("{path}/")])
         .route(web::method(Method::OPTIONS).to(move || async move {
             HttpResponse::NoContent()
                 .insert_header((header::ALLOW, allow))

@@ -13,8 +13,8 @@ use crate::http::routes::{health, metrics, products};
     info(
         title = "product-service",
         description = "Race-free upserts of products by (brand, serial, manufacturer). Every \
-            error is application/problem+json (RFC 9457). `POST /products/` (trailing slash, as \
-            DRF clients send it) is the same operation as `POST /products`."
+            error is application/problem+json (RFC 9457). Every path also answers with a trailing \
+            slash (`/products/7/`, as DRF clients send it), as the same operation."
     ),
     paths(
         products::upsert,

@@ -5,8 +5,9 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use crate::domain::{InputError, ListParams, Product, ProductInput, ProductPatch};
-use crate::http::extract::{JsonBody, ProductId};
+use crate::domain::{BodyFormat, InputError, ListParams, Product, ProductInput, ProductPatch};
+use crate::http::extract::{ProductId, RequestBody};
+use crate::http::forwarded::base_url;
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
     InvalidBody, InvalidQuery, KeyConflict, NotFound, NotJson, Page, ProductBody,
@@ -27,8 +28,11 @@ use crate::http::state::AppState;
         InvalidBody, TooLarge, NotJson, Unavailable,
     )
 )]
-pub async fn upsert(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let input = ProductInput::from_json(&body.0)?;
+pub async fn upsert(
+    state: web::Data<AppState>,
+    body: RequestBody,
+) -> Result<HttpResponse, ApiError> {
+    let input = ProductInput::parse(&body.bytes, body.format)?;
     let upserted = state.service.upsert(input).await?;
     let product = &upserted.product;
     Ok(if upserted.created {
@@ -71,10 +75,10 @@ pub async fn get(state: web::Data<AppState>, id: ProductId) -> Result<HttpRespon
 )]
 pub async fn replace(
     state: web::Data<AppState>,
-    body: JsonBody,
+    body: RequestBody,
     id: Result<ProductId, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    update(&state, &body, id, ProductPatch::replacing_from_json).await
+    update(&state, &body, id, ProductPatch::replacing).await
 }
 
 /// `PATCH /products/{id}`: changes only the fields it names.
@@ -91,21 +95,21 @@ pub async fn replace(
 )]
 pub async fn patch(
     state: web::Data<AppState>,
-    body: JsonBody,
+    body: RequestBody,
     id: Result<ProductId, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    update(&state, &body, id, ProductPatch::from_json).await
+    update(&state, &body, id, ProductPatch::parse).await
 }
 
 /// PUT and PATCH: the body parsed by `parse` into a patch, applied to product `id`. The body is
 /// read and checked before the id, so a bad body is a 4xx of its own whatever the id.
 async fn update(
     state: &AppState,
-    body: &JsonBody,
+    body: &RequestBody,
     id: Result<ProductId, ApiError>,
-    parse: fn(&[u8]) -> Result<ProductPatch, InputError>,
+    parse: fn(&[u8], BodyFormat) -> Result<ProductPatch, InputError>,
 ) -> Result<HttpResponse, ApiError> {
-    let patch = parse(&body.0)?;
+    let patch = parse(&body.bytes, body.format)?;
     let id = id?;
     let product = state.service.update(id.0, &patch).await?;
     Ok(HttpResponse::Ok().json(product))
@@ -150,14 +154,13 @@ struct PageBody {
     )
 )]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let params: ListParams = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
-    let query = params.parse()?;
+    let (params, query) = ListParams::from_query(req.query_string())?;
     let page = state.service.list(&query).await?;
     let next = page.next_after.map(|after| {
         let next = params.next_page(query.limit, after);
         let query_string = serde_urlencoded::to_string(&next).unwrap_or_default();
-        format!("/products?{query_string}")
+        let base = base_url(&req, &state.trusted_proxies).unwrap_or_default();
+        format!("{base}/products?{query_string}")
     });
     Ok(HttpResponse::Ok().json(PageBody {
         items: page.items,
