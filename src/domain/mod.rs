@@ -9,6 +9,8 @@ pub mod key;
 pub mod list;
 pub mod price;
 pub mod product;
+#[cfg(test)]
+mod properties;
 
 pub use input::{BodyFormat, FIELDS, FieldErrors, InputError, READ_ONLY_FIELDS, REQUIRED_FIELDS};
 pub use key::ProductKey;
