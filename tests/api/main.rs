@@ -26,6 +26,7 @@ mod binary;
 mod concurrency;
 mod conditions;
 mod dedupe;
+mod docs;
 mod helpers;
 mod loadtest;
 mod openapi;

@@ -12,16 +12,23 @@
 //! | GET | `/readyz` | readiness |
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document |
 //! | GET | `/metrics` | Prometheus metrics (on `METRICS_ADDR` instead, when set) |
+//! | GET | `/` | an HTML page naming the service, with links to the routes below and above |
+//! | GET | `/docs` | 308 to `/docs/` |
+//! | GET | `/docs/`, `/docs/{file}` | Swagger UI on `/openapi.json`, and its (vendored) files |
 //!
 //! Every GET route answers HEAD too, and every route OPTIONS (204 with `Allow`). Anything else
-//! is a problem+json 404 (no such route) or 405 (no such method, with `Allow`).
+//! is a problem+json 404 (no such route, or no such file under `/docs/`) or 405 (no such method,
+//! with `Allow`). `/` and `/docs` are pages for people, not API operations: the OpenAPI document
+//! leaves them out.
 
 use actix_web::http::{Method, header};
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 
 use crate::http::problem::ApiError;
 
+pub mod docs;
 pub mod health;
+pub mod home;
 pub mod metrics;
 pub mod openapi;
 pub mod products;
@@ -41,8 +48,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(readable(resource("/healthz", READ_ONLY), health::healthz));
     cfg.service(readable(resource("/readyz", READ_ONLY), health::readyz));
     cfg.service(readable(
-        resource("/openapi.json", READ_ONLY),
+        resource(openapi::URL, READ_ONLY),
         openapi::openapi_json,
+    ));
+    cfg.service(readable(resource("/", READ_ONLY), home::home));
+    cfg.service(readable(resource("/docs", READ_ONLY), docs::docs_redirect));
+    cfg.service(readable(
+        resource("/docs/{file:.*}", READ_ONLY),
+        docs::docs_file,
     ));
     cfg.default_service(web::to(route_not_found));
 }
