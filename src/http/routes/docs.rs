@@ -8,10 +8,12 @@
 //! Swagger UI's badge from the online validator (validator.swagger.io) is switched off, so the
 //! page asks no other host for anything.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use actix_web::HttpResponse;
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::web::{self, Bytes};
 use utoipa_swagger_ui::Config;
 
 use crate::http::problem::ApiError;
@@ -30,9 +32,16 @@ pub async fn docs_redirect() -> HttpResponse {
 pub async fn docs_file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let config = Arc::new(Config::from(openapi::URL).validator_url("none"));
     match utoipa_swagger_ui::serve(&file, config) {
-        Ok(Some(found)) => Ok(HttpResponse::Ok()
-            .content_type(found.content_type)
-            .body(found.bytes.into_owned())),
+        Ok(Some(found)) => {
+            // The files are static, but for the initializer, which is written per request.
+            let body = match found.bytes {
+                Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+                Cow::Owned(bytes) => Bytes::from(bytes),
+            };
+            Ok(HttpResponse::Ok()
+                .content_type(found.content_type)
+                .body(body))
+        }
         Ok(None) => Err(ApiError::RouteNotFound),
         Err(e) => Err(ApiError::Internal(format!("Swagger UI file {file}: {e}"))),
     }
