@@ -27,6 +27,7 @@ mod clients;
 mod concurrency;
 mod conditions;
 mod dedupe;
+mod docs;
 mod helpers;
 mod loadtest;
 mod openapi;

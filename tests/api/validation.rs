@@ -356,6 +356,10 @@ async fn every_get_route_answers_head_every_route_options_and_other_methods_405(
         ("/readyz", "GET, HEAD, OPTIONS"),
         ("/metrics", "GET, HEAD, OPTIONS"),
         ("/openapi.json", "GET, HEAD, OPTIONS"),
+        ("/", "GET, HEAD, OPTIONS"),
+        ("/docs", "GET, HEAD, OPTIONS"),
+        ("/docs/", "GET, HEAD, OPTIONS"),
+        ("/docs/swagger-ui-bundle.js", "GET, HEAD, OPTIONS"),
     ];
     for (path, allow) in routes {
         let get = app.get(path).await;

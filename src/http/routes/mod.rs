@@ -12,18 +12,25 @@
 //! | GET | `/readyz` | readiness |
 //! | GET | `/openapi.json` | the OpenAPI 3.1 document |
 //! | GET | `/metrics` | Prometheus metrics (on `METRICS_ADDR` instead, when set) |
+//! | GET | `/` | an HTML page naming the service, with links to the routes below and above |
+//! | GET | `/docs` | 308 to `/docs/` |
+//! | GET | `/docs/`, `/docs/{file}` | Swagger UI on `/openapi.json`, and its (vendored) files |
 //!
-//! Every path also answers with a trailing slash (`/products/7/`), as Django REST framework's
+//! Every API path also answers with a trailing slash (`/products/7/`), as Django REST framework's
 //! URLs end, and is counted in the metrics under the path without it. Every GET route answers
 //! HEAD too, and every route OPTIONS (204 with `Allow`). Anything else is a problem+json 404 (no
-//! such route) or 405 (no such method, with `Allow`).
+//! such route, or no such file under `/docs/`) or 405 (no such method, with `Allow`). `/` and
+//! `/docs` are pages for people, not API operations: the OpenAPI document leaves them out, and
+//! they have no trailing-slash twin (`/docs/` is where Swagger UI lives).
 
 use actix_web::http::{Method, header};
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 
 use crate::http::problem::ApiError;
 
+pub mod docs;
 pub mod health;
+pub mod home;
 pub mod metrics;
 pub mod openapi;
 pub mod products;
@@ -41,9 +48,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(readable(resource("/healthz", READ_ONLY), health::healthz));
     cfg.service(readable(resource("/readyz", READ_ONLY), health::readyz));
     cfg.service(readable(
-        resource("/openapi.json", READ_ONLY),
+        resource(openapi::URL, READ_ONLY),
         openapi::openapi_json,
     ));
+    cfg.service(readable(page("/"), home::home));
+    cfg.service(readable(page("/docs"), docs::docs_redirect));
+    cfg.service(readable(page("/docs/{file:.*}"), docs::docs_file));
     cfg.default_service(web::to(route_not_found));
 }
 
@@ -66,7 +76,17 @@ const READ_ONLY: &str = "GET, HEAD, OPTIONS";
 /// the metrics), whose methods are `allow`: `OPTIONS` answers 204 with `Allow`, and a method it
 /// has no route for (`TRACE` included) 405 with `Allow` (RFC 9110, sections 9.3.7 and 15.5.6).
 fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource([path.to_owned(), format!("{path}/")])
+    with_methods(web::resource([path.to_owned(), format!("{path}/")]), allow)
+}
+
+/// A page for people at exactly `path` (no trailing-slash twin), only read.
+fn page(path: &str) -> Resource {
+    with_methods(web::resource(path), READ_ONLY)
+}
+
+/// `resource` answering `OPTIONS` with `allow`, and any method it has no route for with 405.
+fn with_methods(resource: Resource, allow: &'static str) -> Resource {
+    resource
         .route(web::method(Method::OPTIONS).to(move || async move {
             HttpResponse::NoContent()
                 .insert_header((header::ALLOW, allow))

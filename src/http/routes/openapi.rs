@@ -1,11 +1,16 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and the
-//! types they answer with, served at `GET /openapi.json`.
+//! types they answer with, served at `GET /openapi.json` (and read from there by Swagger UI at
+//! `/docs`, see `docs.rs`).
 
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
 use crate::http::problem::Problem;
 use crate::http::routes::{health, metrics, products};
+
+/// Where the document is served: the route table registers it here, and Swagger UI reads it from
+/// here.
+pub const URL: &str = "/openapi.json";
 
 /// The API description.
 #[derive(OpenApi)]
