@@ -28,6 +28,7 @@ mod conditions;
 mod dedupe;
 mod helpers;
 mod loadtest;
+mod normalisation;
 mod openapi;
 mod operations;
 #[cfg(feature = "pooler-tests")]
