@@ -202,6 +202,44 @@ fn print_merge(out: &mut impl std::io::Write, merge: Merged, json: bool) -> std:
     Ok(())
 }
 
+/// What `--apply` did, counted.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Keys merged (or rekeyed).
+    merged: usize,
+    /// Rows deleted.
+    deleted: usize,
+    /// Keys whose merge failed.
+    failed: usize,
+}
+
+impl Tally {
+    /// Counts and prints the outcome of merging `key`.
+    fn record(
+        &mut self,
+        result: Result<Option<Merged>, StoreError>,
+        key: &ProductKey,
+        conn: &db::connect::DbConnection,
+        out: &mut impl std::io::Write,
+        json: bool,
+    ) -> std::io::Result<()> {
+        match result {
+            Ok(Some(merge)) => {
+                self.merged += 1;
+                self.deleted += merge.deleted.len();
+                print_merge(out, merge, json)
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                self.failed += 1;
+                let problem = ServiceError::from_store(e, conn.sqlstates());
+                eprintln!("could not merge {key}: {problem}");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Runs the command against `DATABASE_URL` or the embedded database.
 pub async fn run(config: &Config, args: DedupeArgs) -> Result<Outcome, DedupeError> {
     let (url, embedded) = db::open(config).await?;
@@ -252,38 +290,23 @@ async fn dedupe(url: &str, config: &Config, args: DedupeArgs) -> Result<Outcome,
     }
 
     let settings = TxSettings::from(config);
-    let (mut merged, mut deleted, mut failed) = (0, 0, 0);
-    let mut tally = |result: Result<Option<Merged>, StoreError>,
-                     key: ProductKey,
-                     conn: &db::connect::DbConnection,
-                     out: &mut std::io::StdoutLock<'_>|
-     -> std::io::Result<()> {
-        match result {
-            Ok(Some(merge)) => {
-                merged += 1;
-                deleted += merge.deleted.len();
-                print_merge(out, merge, args.json)?;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                failed += 1;
-                let problem = ServiceError::from_store(e, conn.sqlstates());
-                eprintln!("could not merge {key}: {problem}");
-            }
-        }
-        Ok(())
-    };
+    let mut tally = Tally::default();
     for group in &groups {
         let result = merge_duplicates(&mut conn, &settings, &group.key()).await;
-        tally(result, group.key(), &conn, &mut out)?;
+        tally.record(result, &group.key(), &conn, &mut out, args.json)?;
     }
     for group in &spelled.groups {
         let result = merge_spellings(&mut conn, &settings, group).await;
-        tally(result, group.key(), &conn, &mut out)?;
+        tally.record(result, &group.key(), &conn, &mut out, args.json)?;
     }
     out.flush()?;
     let remaining = duplicate_key_groups(&mut conn).await?;
     let respelling = spelling_groups(&mut conn).await?.groups.len();
+    let Tally {
+        merged,
+        deleted,
+        failed,
+    } = tally;
     eprintln!(
         "merged {merged} keys, deleted {deleted} rows, {failed} failed; \
          {remaining} keys still have more than one row, {respelling} keys are still stored in \

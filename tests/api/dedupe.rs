@@ -198,6 +198,14 @@ async fn keys_that_differ_only_in_normalisation_are_reported_and_merged_into_the
         stderr.contains("id 6: ") && stderr.contains("U+200B"),
         "a key with an invisible character is named: {stderr}"
     );
+    let text = String::from_utf8_lossy(&dedupe(&app, &[]).await.stdout).into_owned();
+    assert!(
+        text.contains(concat!(
+            r#"brand="Café" serial="S" manufacturer="M": 2 rows, ids 1, 2, stored as spellings "#,
+            r#"that differ only in normalisation: brand="Cafe\u{301}" serial="S""#
+        )),
+        "the text report shows the combining mark escaped: {text}"
+    );
     assert_eq!(
         app.count_products("true").await,
         7,
