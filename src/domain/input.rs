@@ -5,6 +5,7 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
+use crate::domain::key::{canonical_key_field, format_character, format_character_message};
 use crate::domain::price::Price;
 
 /// Validation messages by field name, in a stable order.
@@ -58,21 +59,26 @@ pub const READ_ONLY_FIELDS: [&str; 4] = ["id", "version", "created_at", "updated
 /// The fields POST and PUT require.
 pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name"];
 
-/// The typed body, checked by `validator` after the JSON-level checks.
+/// The typed body, checked by `validator` after the JSON-level checks. Key fields are already in
+/// their canonical form ([`canonical_key_field`]) here, so their length is that of the form that
+/// is stored and compared.
 #[derive(Debug, Validate)]
 pub(crate) struct ProductFields {
     #[validate(
         custom(function = "single_line_text"),
+        custom(function = "no_format_characters"),
         length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
     )]
     pub(crate) brand: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
+        custom(function = "no_format_characters"),
         length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
     )]
     pub(crate) serial: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
+        custom(function = "no_format_characters"),
         length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
     )]
     pub(crate) manufacturer: Option<String>,
@@ -99,6 +105,18 @@ fn single_line_text(value: &str) -> Result<(), ValidationError> {
             .with_message("must not contain control characters".into()));
     }
     Ok(())
+}
+
+/// Key fields: no invisible format characters (general category Cf: zero-width spaces and
+/// joiners, BOM, bidi controls), which make keys that look alike differ. The message names the
+/// first one's code point. `name` may hold them (it is display text, where a zero-width joiner
+/// can be part of an emoji or a word, and it is not compared).
+fn no_format_characters(value: &str) -> Result<(), ValidationError> {
+    match format_character(value) {
+        Some(c) => Err(ValidationError::new("format_character")
+            .with_message(format_character_message(c).into())),
+        None => Ok(()),
+    }
 }
 
 fn no_nul(value: &str) -> Result<(), ValidationError> {
@@ -305,9 +323,10 @@ impl FieldReader {
         }
     }
 
-    /// A key field: a string, trimmed of whitespace at both ends.
+    /// A key field: a string, in its canonical form (trimmed of whitespace at both ends, then
+    /// NFC: [`canonical_key_field`]).
     fn key_part(&mut self, field: &str) -> Option<String> {
-        self.string(field, true).map(|s| s.trim().to_owned())
+        self.string(field, true).map(|s| canonical_key_field(&s))
     }
 
     fn price(&mut self) -> Option<Price> {

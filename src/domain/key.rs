@@ -1,11 +1,55 @@
-//! [`ProductKey`]: what makes two products "the same product".
+//! [`ProductKey`]: what makes two products "the same product", and the one canonical form of
+//! a key field ([`canonical_key_field`]) that requests, filters and `dedupe` all go through.
+
+use unicode_normalization::UnicodeNormalization as _;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+
+/// The canonical form of a key field (brand, serial or manufacturer): trimmed of whitespace at
+/// both ends (Unicode `White_Space`, as [`str::trim`]), then in Unicode Normalization Form C
+/// ([UAX #15](https://www.unicode.org/reports/tr15/)), so that canonically equivalent spellings
+/// such as `"Caf\u{e9}"` (precomposed) and `"Cafe\u{301}"` (e + combining acute accent) are
+/// one text. Otherwise nothing changes: case, compatibility characters (`"ﬁ"` is not `"fi"`)
+/// and invisible characters stay as they are (the parsers refuse the latter with
+/// [`format_character`]).
+///
+/// Idempotent: the canonical form of a canonical form is itself. Text that is already NFC (all
+/// ASCII text is) is only trimmed.
+pub fn canonical_key_field(raw: &str) -> String {
+    let trimmed = raw.trim();
+    if unicode_normalization::is_nfc(trimmed) {
+        trimmed.to_owned()
+    } else {
+        // NFC never turns a character that is not whitespace into one, so this stays trimmed.
+        trimmed.nfc().collect()
+    }
+}
+
+/// The first invisible format character in `text`, if any: a character of Unicode general
+/// category Cf ("Format"), such as U+200B ZERO WIDTH SPACE, U+200D ZERO WIDTH JOINER, U+FEFF
+/// BYTE ORDER MARK, U+00AD SOFT HYPHEN or the bidirectional controls U+202A-U+202E and
+/// U+2066-U+2069. They make two keys that look identical differ, so key fields refuse them.
+pub fn format_character(text: &str) -> Option<char> {
+    text.chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+}
+
+/// The validation message for a key field or filter that holds the format character `c`, naming
+/// its code point (`U+200B`), since the character itself cannot be seen.
+pub fn format_character_message(c: char) -> String {
+    format!(
+        "must not contain invisible format characters (U+{:04X})",
+        u32::from(c)
+    )
+}
 
 /// The natural key of a product: (brand, serial, manufacturer).
 ///
-/// Request parsing trims each field of whitespace at both ends; otherwise fields compare exactly
+/// Request parsing puts each field in its canonical form ([`canonical_key_field`]: trimmed, NFC)
+/// and refuses control and invisible format characters; otherwise fields compare exactly
 /// (case-sensitive). The database has no unique constraint on it: the write path's advisory lock
-/// on the key is what keeps it unique (README, "How the lock works").
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// on the key is what keeps it unique (README, "How the lock works"). Rows written before keys
+/// were normalised may hold other spellings; `product-service dedupe` finds and merges them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct ProductKey {
     pub brand: String,
     pub serial: String,
@@ -25,6 +69,24 @@ impl ProductKey {
             manufacturer: manufacturer.into(),
         }
     }
+
+    /// This key with each field in its canonical form ([`canonical_key_field`]): the key a
+    /// request naming these fields would address.
+    pub fn canonical(&self) -> Self {
+        Self::new(
+            canonical_key_field(&self.brand),
+            canonical_key_field(&self.serial),
+            canonical_key_field(&self.manufacturer),
+        )
+    }
+
+    /// The first invisible format character ([`format_character`]) in any field, if any: a key
+    /// with one cannot be named by a request (only rows written before the rule can hold one).
+    pub fn format_character(&self) -> Option<char> {
+        [&self.brand, &self.serial, &self.manufacturer]
+            .into_iter()
+            .find_map(|field| format_character(field))
+    }
 }
 
 impl std::fmt::Display for ProductKey {
@@ -43,6 +105,77 @@ impl std::fmt::Display for ProductKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_key_fields_are_trimmed_then_nfc_and_otherwise_unchanged() {
+        let cases = [
+            ("already canonical", "Acme", "Acme"),
+            ("trimmed at both ends", " \t Acme \n", "Acme"),
+            ("inner spaces kept", "Acme  Corp", "Acme  Corp"),
+            ("decomposed e-acute composed", "Cafe\u{301}", "Caf\u{e9}"),
+            ("precomposed stays", "Caf\u{e9}", "Caf\u{e9}"),
+            ("trimmed, then composed", "  Cafe\u{301} ", "Caf\u{e9}"),
+            (
+                "marks reordered, then composed",
+                "a\u{302}\u{323}",
+                "\u{1ead}",
+            ),
+            ("Hangul jamo composed", "\u{1100}\u{1161}", "\u{ac00}"),
+            ("singleton Angstrom sign", "\u{212b}", "\u{c5}"),
+            ("case kept", "CAF\u{c9}", "CAF\u{c9}"),
+            (
+                "compatibility ligature kept (NFC, not NFKC)",
+                "\u{fb01}",
+                "\u{fb01}",
+            ),
+            (
+                "invisible characters kept (refused elsewhere)",
+                "a\u{200b}b",
+                "a\u{200b}b",
+            ),
+            ("BOM is not whitespace", "\u{feff}SN", "\u{feff}SN"),
+        ];
+        for (case, raw, canonical) in cases {
+            assert_eq!(canonical_key_field(raw), canonical, "{case}");
+            assert_eq!(
+                canonical_key_field(&canonical_key_field(raw)),
+                canonical,
+                "{case}: idempotent"
+            );
+        }
+    }
+
+    #[test]
+    fn format_characters_are_found_and_named_by_code_point() {
+        for c in [
+            '\u{200b}', '\u{200c}', '\u{200d}', '\u{feff}', '\u{202e}', '\u{2066}', '\u{ad}',
+        ] {
+            assert_eq!(
+                format_character(&format!("S{c}N")),
+                Some(c),
+                "{:04X}",
+                u32::from(c)
+            );
+        }
+        for text in ["Acme", "Caf\u{e9}", "a b", "\u{1f600}", "a\tb"] {
+            assert_eq!(format_character(text), None, "{text:?}");
+        }
+        assert_eq!(
+            format_character_message('\u{200b}'),
+            "must not contain invisible format characters (U+200B)"
+        );
+        assert_eq!(
+            ProductKey::new("A", "S", "M\u{feff}").format_character(),
+            Some('\u{feff}')
+        );
+    }
+
+    #[test]
+    fn a_key_and_its_canonical_form() {
+        let legacy = ProductKey::new(" Cafe\u{301}", "SN", "M ");
+        assert_eq!(legacy.canonical(), ProductKey::new("Caf\u{e9}", "SN", "M"));
+        assert_eq!(legacy.canonical().canonical(), legacy.canonical());
+    }
 
     #[test]
     fn a_key_is_shown_with_each_field_named_quoted_and_escaped() {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::domain::input::{FieldErrors, InputError, MAX_KEY_CHARS, NOT_UTF8, form_pairs};
+use crate::domain::key::{canonical_key_field, format_character, format_character_message};
 use crate::domain::product::Product;
 
 /// Default page size.
@@ -29,7 +30,7 @@ pub struct ListParams {
 /// The names of the list parameters.
 pub const LIST_PARAMETERS: [&str; 5] = ["brand", "serial", "manufacturer", "limit", "after"];
 
-/// Exact-match filters on key fields (trimmed, as keys are) and a keyset page.
+/// Exact-match filters on key fields (in canonical form, as keys are) and a keyset page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
     pub brand: Option<String>,
@@ -49,20 +50,25 @@ pub struct ListPage {
     pub next_after: Option<i64>,
 }
 
-/// A key-field filter, trimmed as keys are; refused where no key could match it (a control
-/// character, NUL included, or more than [`MAX_KEY_CHARS`] characters), so that it never reaches
-/// the database (PostgreSQL text cannot even hold NUL).
+/// A key-field filter, in the canonical form keys have (trimmed, NFC: [`canonical_key_field`]),
+/// so that any spelling of a key finds it; refused where no key could match it (a control
+/// character, NUL included, an invisible format character, or more than [`MAX_KEY_CHARS`]
+/// characters in canonical form), so that it never reaches the database (PostgreSQL text cannot
+/// even hold NUL).
 fn key_filter(value: Option<&str>) -> Result<Option<String>, String> {
-    let Some(value) = value.map(str::trim) else {
+    let Some(value) = value.map(canonical_key_field) else {
         return Ok(None);
     };
     if value.chars().any(char::is_control) {
         return Err("must not contain control characters".to_owned());
     }
+    if let Some(c) = format_character(&value) {
+        return Err(format_character_message(c));
+    }
     if value.chars().count() as u64 > MAX_KEY_CHARS {
         return Err("must be at most 255 characters".to_owned());
     }
-    Ok(Some(value.to_owned()))
+    Ok(Some(value))
 }
 
 impl ListParams {
@@ -123,7 +129,8 @@ impl ListParams {
     ///
     /// # Errors
     /// [`InputError::Invalid`] naming each bad parameter: `limit` (not an integer from 1 to
-    /// [`MAX_LIMIT`]), `after` (not an integer), a key filter with a control character or over
+    /// [`MAX_LIMIT`]), `after` (not an integer), a key filter with a control or invisible format
+    /// character or over
     /// 255 characters.
     pub fn parse(&self) -> Result<ListQuery, InputError> {
         let mut errors = FieldErrors::new();

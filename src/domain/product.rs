@@ -106,14 +106,29 @@ impl ProductPatch {
         ProductInput::parse(body, format).map(Self::from)
     }
 
+    /// Whether this patch names a key field (brand, serial or manufacturer).
+    pub fn names_key_field(&self) -> bool {
+        self.brand.is_some() || self.serial.is_some() || self.manufacturer.is_some()
+    }
+
     /// The key after this patch is applied to a product whose key is `current`.
+    ///
+    /// A patch that names no key field leaves the key exactly as stored (so a row written before
+    /// keys were normalised keeps its spelling and its lock). A patch that names one writes a
+    /// canonical key ([`ProductKey::canonical`]): its own fields are canonical already, and the
+    /// fields it keeps are put in canonical form too, so no write creates a key that a request
+    /// could not name.
     pub fn key_over(&self, current: &ProductKey) -> ProductKey {
+        if !self.names_key_field() {
+            return current.clone();
+        }
         let pick = |new: &Option<String>, old: &String| new.as_ref().unwrap_or(old).clone();
         ProductKey::new(
             pick(&self.brand, &current.brand),
             pick(&self.serial, &current.serial),
             pick(&self.manufacturer, &current.manufacturer),
         )
+        .canonical()
     }
 }
 
@@ -152,5 +167,58 @@ mod tests {
             panic!("a NUL inside a key must be refused");
         };
         assert!(errors.contains_key("brand"), "{errors:?}");
+    }
+
+    #[test]
+    fn key_fields_are_nfc_and_invisible_format_characters_refused_in_keys_only() {
+        let input = ProductInput::parse(
+            r#"{"brand":" Cafe\u0301 ","serial":"S","manufacturer":"M","name":"N\u200dN"}"#
+                .as_bytes(),
+            BodyFormat::Json,
+        )
+        .expect("valid");
+        assert_eq!(input.key.brand, "Caf\u{e9}");
+        assert_eq!(
+            input.name, "N\u{200d}N",
+            "name is display text: kept as sent"
+        );
+
+        for (field, body) in [
+            (
+                "brand",
+                r#"{"brand":"A\u200bB","serial":"S","manufacturer":"M","name":"N"}"#,
+            ),
+            (
+                "serial",
+                r#"{"brand":"A","serial":"\ufeffS","manufacturer":"M","name":"N"}"#,
+            ),
+            (
+                "manufacturer",
+                r#"{"brand":"A","serial":"S","manufacturer":"M\u202e","name":"N"}"#,
+            ),
+        ] {
+            let Err(InputError::Invalid(errors)) =
+                ProductInput::parse(body.as_bytes(), BodyFormat::Json)
+            else {
+                panic!("{field}: a format character in a key field must be refused");
+            };
+            assert!(
+                errors[field][0].starts_with("must not contain invisible format characters (U+"),
+                "{errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_patch_that_names_a_key_field_writes_a_canonical_key_and_one_that_does_not_keeps_it() {
+        let legacy = ProductKey::new("Cafe\u{301}", "S", "M");
+        let rename = ProductPatch::parse(br#"{"name":"N"}"#, BodyFormat::Json).expect("valid");
+        assert_eq!(rename.key_over(&legacy), legacy);
+        let move_serial =
+            ProductPatch::parse(br#"{"serial":"T"}"#, BodyFormat::Json).expect("valid");
+        assert_eq!(
+            move_serial.key_over(&legacy),
+            ProductKey::new("Caf\u{e9}", "T", "M")
+        );
     }
 }

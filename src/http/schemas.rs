@@ -11,13 +11,13 @@ use crate::http::problem::Problem;
 #[derive(ToSchema)]
 #[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
 pub struct ProductRequest {
-    /// Trimmed; no control characters.
+    /// Trimmed, NFC-normalised; no control or invisible format characters.
     #[schema(min_length = 1, max_length = 255)]
     brand: String,
-    /// Trimmed; no control characters.
+    /// Trimmed, NFC-normalised; no control or invisible format characters.
     #[schema(min_length = 1, max_length = 255)]
     serial: String,
-    /// Trimmed; no control characters.
+    /// Trimmed, NFC-normalised; no control or invisible format characters.
     #[schema(min_length = 1, max_length = 255)]
     manufacturer: String,
     /// Not blank; no control characters.
@@ -36,10 +36,13 @@ pub struct ProductRequest {
 #[derive(ToSchema)]
 #[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
 pub struct ProductPatchRequest {
+    /// Trimmed, NFC-normalised; no control or invisible format characters.
     #[schema(min_length = 1, max_length = 255)]
     brand: Option<String>,
+    /// Trimmed, NFC-normalised; no control or invisible format characters.
     #[schema(min_length = 1, max_length = 255)]
     serial: Option<String>,
+    /// Trimmed, NFC-normalised; no control or invisible format characters.
     #[schema(min_length = 1, max_length = 255)]
     manufacturer: Option<String>,
     #[schema(min_length = 1, max_length = 255)]

@@ -14,7 +14,7 @@
 //! | [`locks`] | the wait bounds and the advisory-lock statements (steps 1 and 2) |
 //! | [`upsert`] | the upsert of one product (waiting for its key), or of many whose keys are free |
 //! | [`products`] | reads, updates (PUT, PATCH) and deletes by id, the filtered list |
-//! | [`duplicates`] | keys with several rows: counting, listing, merging |
+//! | [`duplicates`] | keys with several rows, or stored in other spellings: counting, listing, merging |
 //! | [`models`] | the row type and the changeset |
 
 pub mod duplicates;

@@ -92,7 +92,15 @@ pub async fn update(
                         });
                     }
                 }
-                let updated = update_row(conn, id, ProductChanges::from(patch)).await?;
+                let mut changes = ProductChanges::from(patch);
+                if new_key != old_key {
+                    // The whole new key, not only the fields the patch names: `key_over` puts
+                    // the fields it keeps in canonical form too, and that is the key we locked.
+                    changes.brand = Some(&new_key.brand);
+                    changes.serial = Some(&new_key.serial);
+                    changes.manufacturer = Some(&new_key.manufacturer);
+                }
+                let updated = update_row(conn, id, changes).await?;
                 Ok(Some(Product::from(updated)))
             })
             .await?;

@@ -22,6 +22,7 @@ in_both_modes!(
     a_patch_and_a_post_racing_for_one_key_leave_one_row_with_it,
     the_upsert_runs_read_committed_even_where_the_database_default_is_stricter,
     look_alike_lock_functions_earlier_on_the_search_path_change_nothing,
+    concurrent_posts_of_one_key_in_nfc_and_nfd_spellings_leave_one_row,
 );
 
 /// The window between `SELECT ... FOR UPDATE` and the write, in the race tests.
@@ -307,4 +308,38 @@ async fn look_alike_lock_functions_earlier_on_the_search_path_change_nothing(gro
     assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
     assert_eq!(count(&statuses, 200), 31, "{statuses:?}");
     assert_eq!(race.app.count_products("true").await, 1);
+}
+
+async fn concurrent_posts_of_one_key_in_nfc_and_nfd_spellings_leave_one_row(group_commit: bool) {
+    let race = race(true, group_commit).await;
+    let app = &race.app;
+    // "Café" precomposed and decomposed (e + U+0301), alternating over the instances; the
+    // serial's "Å" as U+00C5 and as U+212B ANGSTROM SIGN (NFC: U+00C5).
+    let spellings = [
+        product("Caf\u{e9}", "\u{c5}-1", "M"),
+        product("Cafe\u{301}", "\u{212b}-1", "M"),
+        product("Cafe\u{301}", "\u{c5}-1", "M"),
+        product("Caf\u{e9}", "A\u{30a}-1", "M"),
+    ];
+
+    // Request i goes to instance i % INSTANCES: every instance gets every spelling.
+    let requests = (0..64).map(|i| race.post(i, &spellings[(i / INSTANCES) % spellings.len()]));
+    let responses = join_all(requests).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    let rows = app.count_products("true").await;
+    eprintln!(
+        "spellings: rows={rows}, 201s={}, 200s={}",
+        count(&statuses, 201),
+        count(&statuses, 200)
+    );
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 63, "{statuses:?}");
+    assert_eq!(rows, 1, "one key, however it is spelled");
+    assert_eq!(
+        app.count_products("brand = U&'Caf\\00e9' AND serial = U&'\\00c5-1'")
+            .await,
+        1,
+        "stored in NFC"
+    );
 }

@@ -30,6 +30,7 @@ mod dedupe;
 mod docs;
 mod helpers;
 mod loadtest;
+mod normalisation;
 mod openapi;
 mod operations;
 #[cfg(feature = "pooler-tests")]

@@ -142,9 +142,9 @@ struct PageBody {
     path = "/products",
     tag = "products",
     params(
-        ("brand" = Option<String>, Query, description = "Exact brand (trimmed)"),
-        ("serial" = Option<String>, Query, description = "Exact serial (trimmed)"),
-        ("manufacturer" = Option<String>, Query, description = "Exact manufacturer (trimmed)"),
+        ("brand" = Option<String>, Query, description = "Exact brand (trimmed, NFC-normalised, as keys are)"),
+        ("serial" = Option<String>, Query, description = "Exact serial (trimmed, NFC-normalised, as keys are)"),
+        ("manufacturer" = Option<String>, Query, description = "Exact manufacturer (trimmed, NFC-normalised, as keys are)"),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 500, default 50"),
         ("after" = Option<i64>, Query, description = "Only products with a greater id"),
     ),
