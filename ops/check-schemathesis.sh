@@ -5,7 +5,8 @@
 #
 # The service runs on a fresh embedded database (a temporary DATA_DIR, a free loopback port,
 # group commit as by default) and is stopped whatever happens. Schemathesis is installed, at the
-# pinned version, into the virtualenv target/schemathesis-venv when it is not there yet.
+# versions pinned in ops/schemathesis-requirements.txt, into the virtualenv
+# target/schemathesis-venv when it is not there yet or holds other versions.
 # ops/schemathesis.toml holds the settings a flag cannot give. The JSON and NDJSON reports stay
 # in target/schemathesis-report; on failure, ops/schemathesis-causes.py lists every failing
 # request grouped by check, operation and cause (what the server said was wrong).
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 binary=${1:-target/debug/product-service}
 [ -x "$binary" ] || { echo "usage: ops/check-schemathesis.sh path/to/product-service" >&2; exit 2; }
 
-SCHEMATHESIS_VERSION=4.32.5
+requirements=ops/schemathesis-requirements.txt   # schemathesis==4.32.5 and its dependencies, pinned
 MIN_CASES=1000
 BUDGET_SECS=240   # the whole schemathesis run (about 50 s); far over it means a hang
 seed=${ST_SEED:-1}
@@ -29,18 +30,21 @@ max_examples=${ST_MAX_EXAMPLES:-300}
 workers=${ST_WORKERS:-1}
 
 venv=target/schemathesis-venv
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then
-    echo "== installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+if ! cmp -s "$requirements" "$venv/installed-requirements.txt" ||
+    ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+    echo "== installing $requirements into $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/installed-requirements.txt"
 fi
 "$venv/bin/schemathesis" --version
 
 work=$(mktemp -d /tmp/product-service-schemathesis.XXXXXX)
 chmod 755 "$work"   # the embedded PostgreSQL may run as the postgres user
-pid=
+pid= st_pid=
 cleanup() {
+    if [ -n "$st_pid" ]; then kill -TERM "$st_pid" 2>/dev/null || true; wait "$st_pid" 2>/dev/null || true; fi
     if [ -n "$pid" ]; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -96,7 +100,11 @@ cmd=("$venv/bin/schemathesis" --config-file ops/schemathesis.toml run
 echo "== ${cmd[*]}"
 started=$(date +%s)
 status=0
-timeout --kill-after=10 "$BUDGET_SECS" "${cmd[@]}" || status=$?
+# In the background and waited for, so that a SIGTERM to this script runs the trap at once.
+timeout --kill-after=10 "$BUDGET_SECS" "${cmd[@]}" &
+st_pid=$!
+wait "$st_pid" || status=$?
+st_pid=
 echo "schemathesis exited $status after $(($(date +%s) - started)) s"
 [ "$status" = 124 ] && fail "schemathesis still running after $BUDGET_SECS s"
 
