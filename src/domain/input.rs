@@ -330,15 +330,15 @@ impl FieldReader {
     }
 
     fn price(&mut self) -> Option<Price> {
-        let text = match self.take("price", false)? {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
+        let parsed = match self.take("price", false)? {
+            Value::String(s) => Price::parse(&s),
+            Value::Number(n) => Price::parse_json_number(&n.to_string()),
             _ => {
                 self.error("price", "must be a decimal string or a number");
                 return None;
             }
         };
-        match Price::parse(&text) {
+        match parsed {
             Ok(price) => Some(price),
             Err(message) => {
                 self.error("price", message);

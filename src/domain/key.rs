@@ -29,8 +29,18 @@ pub fn canonical_key_field(raw: &str) -> String {
 /// BYTE ORDER MARK, U+00AD SOFT HYPHEN or the bidirectional controls U+202A-U+202E and
 /// U+2066-U+2069. They make two keys that look identical differ, so key fields refuse them.
 pub fn format_character(text: &str) -> Option<char> {
-    text.chars()
-        .find(|c| c.general_category() == GeneralCategory::Format)
+    text.chars().find(|&c| is_format_character(c))
+}
+
+/// Whether `c` is an invisible format character: Unicode general category Cf.
+pub fn is_format_character(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
+}
+
+/// Whether a key field or filter refuses `c` wherever it stands: a control character (general
+/// category Cc, as [`char::is_control`]) or an invisible format character (Cf).
+pub fn refused_in_key(c: char) -> bool {
+    c.is_control() || is_format_character(c)
 }
 
 /// The validation message for a key field or filter that holds the format character `c`, naming

@@ -74,7 +74,7 @@ fn key_filter(value: Option<&str>) -> Result<Option<String>, String> {
 impl ListParams {
     /// Reads and checks a query string (`application/x-www-form-urlencoded`, percent-decoded as
     /// UTF-8): the parameters as sent (to build the next page's link from) and the query. A
-    /// parameter with an empty value (after trimming) is left out, as django-filter does.
+    /// filter with an empty value (after trimming) is left out, as django-filter does.
     ///
     /// # Errors
     /// [`InputError::Invalid`] naming every bad parameter at once: unknown, given twice, not
@@ -104,12 +104,14 @@ impl ListParams {
                     continue;
                 }
             };
+            let is_filter = !matches!(name.as_str(), "limit" | "after");
             match value {
                 None => {
                     errors.insert(name, vec![NOT_UTF8.to_owned()]);
                 }
-                Some(value) if !value.trim().is_empty() => *slot = Some(value),
-                Some(_) => {}
+                // An empty filter is no filter (django-filter); an empty page size is an error.
+                Some(value) if is_filter && value.trim().is_empty() => {}
+                Some(value) => *slot = Some(value),
             }
         }
         match params.parse() {
@@ -143,8 +145,7 @@ impl ListParams {
         if let Some(text) = &self.limit {
             note(
                 "limit",
-                text.trim()
-                    .parse::<i64>()
+                text.parse::<i64>()
                     .ok()
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
                     .map(|n| limit = n)
@@ -155,8 +156,7 @@ impl ListParams {
         if let Some(text) = &self.after {
             note(
                 "after",
-                text.trim()
-                    .parse::<i64>()
+                text.parse::<i64>()
                     .map(|n| after = Some(n))
                     .map_err(|_| "must be a product id (an integer)".to_owned()),
             );

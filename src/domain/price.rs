@@ -62,6 +62,40 @@ impl Price {
             .map_err(|_| "must be a decimal number such as \"12.34\"")
     }
 
+    /// Parses a JSON number as written (RFC 8259, section 6: digits, a fraction, an exponent).
+    /// One with an exponent is read exactly, `1.25e2` as 125; otherwise as [`Price::parse`].
+    ///
+    /// # Errors
+    /// As [`Price::parse`], for the value the number denotes.
+    pub fn parse_json_number(text: &str) -> Result<Self, &'static str> {
+        let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
+            return Self::parse(text);
+        };
+        let malformed = "must be a decimal number such as \"12.34\"";
+        let exponent: i64 = exponent.parse().map_err(|_| malformed)?;
+        let mantissa_is_zero = mantissa
+            .bytes()
+            .all(|b| matches!(b, b'0' | b'.' | b'-' | b'+'));
+        // Beyond these the value is out of range or too finely divided whatever the mantissa
+        // (bounded so that a number like 1e999999999 is refused without being written out).
+        const FAR: i64 = 64;
+        if mantissa_is_zero {
+            return Self::parse(mantissa);
+        }
+        if exponent > FAR {
+            return Err(if mantissa.starts_with('-') {
+                "must not be negative"
+            } else {
+                "must be less than 10000000000"
+            });
+        }
+        if exponent < -FAR {
+            return Err("must have at most 2 decimal places");
+        }
+        let value = BigDecimal::from_str(text).map_err(|_| malformed)?;
+        Self::parse(&value.to_plain_string())
+    }
+
     /// Converts a stored value back (always valid: the column is `numeric(12,2)`).
     pub fn from_decimal(value: BigDecimal) -> Self {
         Self(value.with_scale(2))
@@ -90,6 +124,27 @@ impl serde::Serialize for Price {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_numbers_with_an_exponent_are_read_exactly() {
+        for (number, price) in [
+            ("1e2", "100.00"),
+            ("1.25E+2", "125.00"),
+            ("1234e-2", "12.34"),
+            ("0e999999999", "0.00"),
+            ("-0.0e5", "0.00"),
+            ("12.5", "12.50"),
+        ] {
+            assert_eq!(
+                Price::parse_json_number(number).map(|p| p.to_string()),
+                Ok(price.to_owned()),
+                "{number}"
+            );
+        }
+        for number in ["1e-3", "1e10", "-1e2", "1e999999999", "1e-999999999", "1e"] {
+            assert!(Price::parse_json_number(number).is_err(), "{number}");
+        }
+    }
 
     #[test]
     fn prices_keep_every_digit_or_are_refused() {

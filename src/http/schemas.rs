@@ -1,57 +1,49 @@
-//! What the OpenAPI document says of bodies and error responses, for `#[utoipa::path]`
-//! annotations. The request and product types here are descriptions only (the domain parses
-//! and serialises the real ones); tests keep each description equal to what the server does.
+//! What the OpenAPI document says of bodies and error responses: the types `#[utoipa::path]`
+//! annotations name, and [`complete`], which writes into the generated document what the
+//! annotations cannot say: the request bodies' and the list parameters' exact JSON Schemas,
+//! generated from the domain's own rules (its character predicates and limits), the HEAD
+//! operations, the 405 and 408 answers, `X-Request-Id` on every answer, and the links between
+//! operations (OpenAPI 3.1, section 4.8.20). OPTIONS, which every path answers (204 with
+//! `Allow`, the same list as a 405's), is HTTP's, not the API's, and is left out as an operation:
+//! it answers for the path whatever the id, which a client reading it as an operation on the
+//! product would misread. The product and page types are descriptions only
+//! (the domain serialises the real ones); tests keep each equal to what the server does.
 
-use utoipa::{IntoResponses, ToSchema};
+use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{Object, Schema};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
+use crate::domain::input::{
+    FIELDS, MAX_DESCRIPTION_CHARS, MAX_KEY_CHARS, READ_ONLY_FIELDS, REQUIRED_FIELDS,
+};
+use crate::domain::key::refused_in_key;
+use crate::domain::list::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::http::problem::Problem;
 
-/// The body of `POST /products` and `PUT /products/{id}`. Parsed by
-/// `domain::ProductInput::from_json`; a test keeps this description and `domain::FIELDS` equal.
-#[derive(ToSchema)]
-#[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
-pub struct ProductRequest {
-    /// Trimmed, NFC-normalised; no control or invisible format characters.
-    #[schema(min_length = 1, max_length = 255)]
-    brand: String,
-    /// Trimmed, NFC-normalised; no control or invisible format characters.
-    #[schema(min_length = 1, max_length = 255)]
-    serial: String,
-    /// Trimmed, NFC-normalised; no control or invisible format characters.
-    #[schema(min_length = 1, max_length = 255)]
-    manufacturer: String,
-    /// Not blank; no control characters.
-    #[schema(min_length = 1, max_length = 255)]
-    name: String,
-    /// Default "" (on an upsert that updates: kept).
-    #[schema(max_length = 10000)]
-    description: Option<String>,
-    /// Decimal string or JSON number, 0 to 9999999999.99, at most two decimal places.
-    /// Default 0 (on an upsert that updates: kept).
-    #[schema(value_type = Option<String>, example = "12.34")]
-    price: Option<String>,
+/// The body of `POST /products` and `PUT /products/{id}`. Its schema is written by
+/// [`complete`] from the domain's rules ([`request_schema`]); this type only names it.
+pub struct ProductRequest;
+
+/// The body of `PATCH /products/{id}`: any of the fields, none required. Its schema is written
+/// by [`complete`], as [`ProductRequest`]'s.
+pub struct ProductPatchRequest;
+
+impl PartialSchema for ProductRequest {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::Object(Object::new()))
+    }
 }
 
-/// The body of `PATCH /products/{id}`: any of the fields, none required.
-#[derive(ToSchema)]
-#[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
-pub struct ProductPatchRequest {
-    /// Trimmed, NFC-normalised; no control or invisible format characters.
-    #[schema(min_length = 1, max_length = 255)]
-    brand: Option<String>,
-    /// Trimmed, NFC-normalised; no control or invisible format characters.
-    #[schema(min_length = 1, max_length = 255)]
-    serial: Option<String>,
-    /// Trimmed, NFC-normalised; no control or invisible format characters.
-    #[schema(min_length = 1, max_length = 255)]
-    manufacturer: Option<String>,
-    #[schema(min_length = 1, max_length = 255)]
-    name: Option<String>,
-    #[schema(max_length = 10000)]
-    description: Option<String>,
-    #[schema(value_type = Option<String>, example = "12.34")]
-    price: Option<String>,
+impl ToSchema for ProductRequest {}
+
+impl PartialSchema for ProductPatchRequest {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::Object(Object::new()))
+    }
 }
+
+impl ToSchema for ProductPatchRequest {}
 
 /// A product as the API shows it (`domain::Product` serialised): `price` as a decimal string,
 /// times in RFC 3339.
@@ -118,3 +110,303 @@ problem_response!(
     retry
 );
 problem_response!(NotReady = 503, "Not ready; `detail` says why", retry);
+
+/// A regular-expression character class body (without the brackets) of every character for
+/// which `matches` holds, as ranges: BMP characters as `\uXXXX` escapes, others as themselves
+/// (Python's `re`, which schemathesis uses, and ECMA-262 with the `u` flag read both).
+fn character_class(matches: impl Fn(char) -> bool) -> String {
+    let escape = |c: char| match u32::from(c) {
+        code @ 0..=0xFFFF => format!("\\u{code:04X}"),
+        _ => c.to_string(),
+    };
+    let mut class = String::new();
+    let mut chars = (0..=u32::from(char::MAX))
+        .filter_map(char::from_u32)
+        .peekable();
+    while let Some(first) = chars.next() {
+        if !matches(first) {
+            continue;
+        }
+        let mut last = first;
+        while let Some(&next) = chars.peek() {
+            if u32::from(next) != u32::from(last) + 1 || !matches(next) {
+                break;
+            }
+            last = next;
+            chars.next();
+        }
+        class.push_str(&escape(first));
+        if last != first {
+            class.push('-');
+            class.push_str(&escape(last));
+        }
+    }
+    class
+}
+
+/// The character classes the patterns are made of.
+struct Classes {
+    /// White space, as `str::trim` removes it (Unicode `White_Space`).
+    space: String,
+    /// What a key field refuses: control (Cc) and invisible format (Cf) characters.
+    refused_in_key: String,
+    /// What a name refuses: control characters.
+    control: String,
+}
+
+impl Classes {
+    fn new() -> Self {
+        Self {
+            space: character_class(char::is_whitespace),
+            refused_in_key: character_class(refused_in_key),
+            control: character_class(char::is_control),
+        }
+    }
+
+    /// A key field: trimmed, then 1 to 255 characters with no refused character (the length
+    /// is that of the canonical form; NFC may shorten what was sent decomposed).
+    fn key_field(&self) -> String {
+        let (w, x, inner) = (&self.space, &self.refused_in_key, MAX_KEY_CHARS - 2);
+        format!("^[{w}]*[^{x}{w}](?:[^{x}]{{0,{inner}}}[^{x}{w}])?[{w}]*$")
+    }
+
+    /// A key filter: as a key field, or blank (then ignored).
+    fn key_filter(&self) -> String {
+        let (w, x, inner) = (&self.space, &self.refused_in_key, MAX_KEY_CHARS - 2);
+        format!("^[{w}]*(?:[^{x}{w}](?:[^{x}]{{0,{inner}}}[^{x}{w}])?)?[{w}]*$")
+    }
+
+    /// A name: not blank, no control character (stored as sent).
+    fn name(&self) -> String {
+        let (w, c) = (&self.space, &self.control);
+        format!("^[^{c}]*[^{c}{w}][^{c}]*$")
+    }
+}
+
+/// A price as a string: digits without exponent, at most 10 significant before the point and 2
+/// after it (zeros beyond are allowed, never rounded), not negative (a negative zero is zero).
+const PRICE_PATTERN: &str = r"^(?:-0+(?:\.0+)?|0*[0-9]{1,10}(?:\.[0-9]{1,2}0*)?)$";
+/// The largest price.
+const MAX_PRICE: f64 = 9_999_999_999.99;
+
+/// The JSON Schema (draft 2020-12, as OpenAPI 3.1 uses) of a product request body: every member
+/// `domain::FIELDS` names, `required` ones as `domain::REQUIRED_FIELDS` says when `full` (POST,
+/// PUT; none for PATCH), the read-only members accepted and ignored, nothing else.
+pub fn request_schema(full: bool) -> Value {
+    let classes = Classes::new();
+    let key = |what: &str| {
+        json!({
+            "type": "string",
+            "pattern": classes.key_field(),
+            "description": format!("The {what}: trimmed, then NFC-normalised (UAX #15); 1 to \
+                {MAX_KEY_CHARS} characters; no control or invisible format (Cf) characters. \
+                Part of the key."),
+        })
+    };
+    let mut properties = Map::new();
+    for field in FIELDS {
+        let schema = match field {
+            "brand" | "serial" | "manufacturer" => key(field),
+            "name" => json!({
+                "type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS,
+                "pattern": classes.name(),
+                "description": "Not blank, no control characters; stored as sent.",
+            }),
+            "description" => json!({
+                "type": "string", "maxLength": MAX_DESCRIPTION_CHARS,
+                "pattern": "^[^\\u0000]*$",
+                "description": "No NUL. Default \"\" (an upsert that updates keeps it).",
+            }),
+            "price" => json!({
+                "oneOf": [
+                    {"type": "string", "pattern": PRICE_PATTERN},
+                    {"type": "number", "minimum": 0, "maximum": MAX_PRICE, "multipleOf": 0.01},
+                ],
+                "description": "0 to 9999999999.99, at most two decimal places (never \
+                    rounded): a decimal string or a JSON number. Default 0 (an upsert that \
+                    updates keeps it).",
+                "examples": ["12.34"],
+            }),
+            other => unreachable!("domain::FIELDS has {other}, which has no schema here"),
+        };
+        properties.insert(field.to_owned(), schema);
+    }
+    for field in READ_ONLY_FIELDS {
+        properties.insert(
+            field.to_owned(),
+            json!({"description": "Read-only: accepted and ignored, so that what a GET \
+                returned can be sent back."}),
+        );
+    }
+    let mut schema = json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    if full {
+        schema["required"] = json!(REQUIRED_FIELDS);
+    }
+    schema
+}
+
+/// The `GET /products` parameters' schemas, by name.
+fn list_parameter_schema(name: &str, classes: &Classes) -> Option<Value> {
+    Some(match name {
+        "brand" | "serial" | "manufacturer" => json!({
+            "type": "string",
+            "pattern": classes.key_filter(),
+        }),
+        "limit" => json!({
+            "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT,
+        }),
+        "after" => json!({
+            "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX,
+        }),
+        _ => return None,
+    })
+}
+
+/// The response header every answer carries.
+fn request_id_header() -> Value {
+    json!({
+        "description": "This request's id: the X-Request-Id sent, when printable ASCII of at \
+            most 128 characters, else a new UUID. Also in every log line of the request.",
+        "schema": {"type": "string"},
+    })
+}
+
+/// A problem+json response.
+fn problem(description: &str, headers: Value) -> Value {
+    json!({
+        "description": description,
+        "headers": headers,
+        "content": {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/Problem"}
+        }},
+    })
+}
+
+/// Links from an answer that holds a product's id at `id_pointer` to the operations on it.
+fn product_links(id_pointer: &str) -> Value {
+    let id = format!("$response.body#{id_pointer}");
+    let mut links = Map::new();
+    for (name, operation) in [
+        ("GetProduct", "get"),
+        ("ReplaceProduct", "replace"),
+        ("PatchProduct", "patch"),
+        ("DeleteProduct", "delete"),
+    ] {
+        links.insert(
+            name.to_owned(),
+            json!({"operationId": operation, "parameters": {"id": id}}),
+        );
+    }
+    Value::Object(links)
+}
+
+/// Writes into `doc`, the document utoipa generated, what its annotations cannot say (see the
+/// module documentation).
+pub fn complete(doc: &mut Value) {
+    let classes = Classes::new();
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["ProductRequest"] = request_schema(true);
+    schemas["ProductPatchRequest"] = request_schema(false);
+    for answer in ["ProductBody", "Page", "Problem", "Status"] {
+        schemas[answer]["additionalProperties"] = json!(false);
+    }
+    schemas["ProductBody"]["properties"]["price"]["pattern"] = json!(r"^[0-9]{1,10}\.[0-9]{2}$");
+
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        let path_id: String = path.chars().filter(char::is_ascii_alphanumeric).collect();
+        let mut methods: Vec<String> = item.keys().map(|m| m.to_uppercase()).collect();
+        if path == "/products"
+            && let Some(parameters) = item
+                .get_mut("get")
+                .and_then(|get| get["parameters"].as_array_mut())
+        {
+            for parameter in parameters.iter_mut() {
+                let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                if parameter["in"] == "query"
+                    && let Some(schema) = list_parameter_schema(&name, &classes)
+                {
+                    parameter["schema"] = schema;
+                    parameter["required"] = json!(false);
+                }
+            }
+        }
+        if let Some(get) = item.get("get").cloned() {
+            let mut head = get;
+            head["operationId"] = json!(format!("head_{path_id}"));
+            head["summary"] = json!("The same answer as GET, without its body");
+            head["description"] =
+                json!("The same status and headers as GET (RFC 9110, section 9.3.2).");
+            if let Some(responses) = head["responses"].as_object_mut() {
+                for response in responses.values_mut() {
+                    if let Some(response) = response.as_object_mut() {
+                        response.remove("content");
+                        response.remove("links");
+                    }
+                }
+            }
+            item.insert("head".to_owned(), head);
+            methods.push("HEAD".to_owned());
+        }
+        methods.push("OPTIONS".to_owned());
+        let order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        methods.sort_by_key(|m| order.iter().position(|o| o == m));
+        let allow = methods.join(", ");
+        let allow_header = json!({"Allow": {
+            "description": "The methods of this path",
+            "schema": {"type": "string", "enum": [allow]},
+        }});
+        for operation in item.values_mut() {
+            let has_body = operation.get("requestBody").is_some();
+            if has_body {
+                operation["requestBody"]["required"] = json!(true);
+            }
+            let responses = &mut operation["responses"];
+            responses["405"] = problem(
+                "A method this path does not have, with `Allow` (RFC 9110, section 15.5.6)",
+                allow_header.clone(),
+            );
+            if has_body {
+                responses["408"] = problem(
+                    "The body did not arrive within CLIENT_REQUEST_TIMEOUT_MS; the connection \
+                     closes",
+                    json!({}),
+                );
+            }
+            if let Some(responses) = responses.as_object_mut() {
+                for response in responses.values_mut() {
+                    response["headers"]["X-Request-Id"] = request_id_header();
+                }
+            }
+        }
+    }
+    add_links(doc);
+}
+
+/// The links of the answers that hold a product (OpenAPI 3.1, section 4.8.20): from it to
+/// reading, replacing, changing and deleting it. (Not from a page: its first item may not be
+/// there.)
+fn add_links(doc: &mut Value) {
+    let paths = &mut doc["paths"];
+    for (path, method, status, id) in [
+        ("/products", "post", "201", "/id"),
+        ("/products", "post", "200", "/id"),
+        ("/products/{id}", "get", "200", "/id"),
+        ("/products/{id}", "put", "200", "/id"),
+        ("/products/{id}", "patch", "200", "/id"),
+    ] {
+        let response = &mut paths[path][method]["responses"][status];
+        if response.is_object() {
+            response["links"] = product_links(id);
+        }
+    }
+}

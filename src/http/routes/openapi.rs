@@ -2,11 +2,15 @@
 //! types they answer with, served at `GET /openapi.json` (and read from there by Swagger UI at
 //! `/docs`, see `docs.rs`).
 
+use std::sync::OnceLock;
+
 use actix_web::HttpResponse;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::http::problem::Problem;
 use crate::http::routes::{health, metrics, products};
+use crate::http::schemas::complete;
 
 /// Where the document is served: the route table registers it here, and Swagger UI reads it from
 /// here.
@@ -51,5 +55,16 @@ pub struct ApiDoc;
     )
 )]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(document())
+}
+
+/// The document as served: what utoipa generates from the annotations, completed by
+/// `schemas::complete` with what they cannot say. Built once.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+        complete(&mut doc);
+        doc
+    })
 }
