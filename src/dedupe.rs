@@ -63,25 +63,28 @@ fn print_json(out: &mut impl std::io::Write, value: &impl serde::Serialize) -> s
     writeln!(out)
 }
 
+/// One JSON line: the fields of `group` and its number of rows, `count`.
+fn print_group_json(
+    out: &mut impl std::io::Write,
+    group: &impl serde::Serialize,
+    count: usize,
+) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Line<'a, G: serde::Serialize> {
+        #[serde(flatten)]
+        group: &'a G,
+        count: usize,
+    }
+    print_json(out, &Line { group, count })
+}
+
 fn report(
     out: &mut impl std::io::Write,
     group: &DuplicateGroup,
     json: bool,
 ) -> std::io::Result<()> {
     if json {
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            #[serde(flatten)]
-            group: &'a DuplicateGroup,
-            count: usize,
-        }
-        return print_json(
-            out,
-            &Line {
-                group,
-                count: group.ids.len(),
-            },
-        );
+        return print_group_json(out, group, group.ids.len());
     }
     let ids: Vec<String> = group.ids.iter().map(ToString::to_string).collect();
     writeln!(
@@ -101,19 +104,7 @@ fn report_spellings(
     json: bool,
 ) -> std::io::Result<()> {
     if json {
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            #[serde(flatten)]
-            group: &'a SpellingGroup,
-            count: usize,
-        }
-        return print_json(
-            out,
-            &Line {
-                group,
-                count: group.ids.len(),
-            },
-        );
+        return print_group_json(out, group, group.ids.len());
     }
     let ids: Vec<String> = group.ids.iter().map(ToString::to_string).collect();
     let spellings: Vec<String> = group
