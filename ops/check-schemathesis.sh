@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Schemathesis against the service's own OpenAPI document (issue 9, item 7): every check
+# Schemathesis against the service's own OpenAPI document (issue 9, item 7), then a Python
+# client generated from it (ops/check-generated-client.py) against the same service. Every check
 # (--checks all), every phase (examples, coverage, fuzzing, stateful), at least 1000 generated
 # test cases over every operation, a fixed seed; passes only with zero failures (hence zero 5xx).
 #
@@ -117,3 +118,18 @@ if [ "$status" != 0 ]; then
 fi
 [ "$cases" -ge "$MIN_CASES" ] || fail "only $cases test cases generated, at least $MIN_CASES required"
 echo "check-schemathesis: PASS: $cases test cases, no failures"
+
+# A client generated from the same document (openapi-python-client, pinned in
+# ops/generated-client-requirements.txt) against the same service.
+client_requirements=ops/generated-client-requirements.txt
+client_venv=target/generated-client-venv
+if ! cmp -s "$client_requirements" "$client_venv/installed-requirements.txt" ||
+    ! "$client_venv/bin/openapi-python-client" --version >/dev/null 2>&1; then
+    echo "== installing $client_requirements into $client_venv"
+    rm -rf "$client_venv"
+    python3 -m venv "$client_venv"
+    "$client_venv/bin/pip" install -q --disable-pip-version-check -r "$client_requirements"
+    cp "$client_requirements" "$client_venv/installed-requirements.txt"
+fi
+"$client_venv/bin/python" ops/check-generated-client.py "http://127.0.0.1:$port" \
+    "$client_venv/bin/openapi-python-client" || fail "the generated client failed"

@@ -45,8 +45,7 @@ impl PartialSchema for ProductPatchRequest {
 
 impl ToSchema for ProductPatchRequest {}
 
-/// A product as the API shows it (`domain::Product` serialised): `price` as a decimal string,
-/// times in RFC 3339.
+/// A product: `price` as a decimal string, times in RFC 3339.
 #[derive(ToSchema)]
 #[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
 pub struct ProductBody {
@@ -311,6 +310,15 @@ pub fn complete(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     schemas["ProductRequest"] = request_schema(true);
     schemas["ProductPatchRequest"] = request_schema(false);
+    // The messages by field, an object (utoipa would name it after the Rust map type).
+    if let Some(schemas) = schemas.as_object_mut() {
+        schemas.remove("BTreeMap");
+    }
+    schemas["Problem"]["properties"]["errors"] = json!({
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "description": "Validation messages by field or query parameter name (400 only).",
+    });
     for answer in ["ProductBody", "Page", "Problem", "Status"] {
         schemas[answer]["additionalProperties"] = json!(false);
     }

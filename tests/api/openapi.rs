@@ -120,6 +120,13 @@ async fn the_openapi_document_covers_every_route_and_every_reference_resolves() 
         assert_eq!(options.headers()["allow"], allow, "{path}");
     }
 
+    // Every schema is named for what it is, not after a Rust type.
+    for name in doc["components"]["schemas"].as_object().expect("schemas").keys() {
+        assert!(
+            !["BTreeMap", "HashMap", "Vec", "Option", "String"].contains(&name.as_str()),
+            "{name}"
+        );
+    }
     let mut found = Vec::new();
     refs(&doc, &mut found);
     assert!(!found.is_empty());
