@@ -77,6 +77,9 @@ impl Application {
         let cors_origins = config.cors_allowed_origins.clone();
         let mut server = HttpServer::new(move || {
             let app = App::new()
+                .wrap(middleware::from_fn(
+                    http::middleware::close_after_unread_chunked_body,
+                ))
                 .wrap(http::cors::middleware(&cors_origins))
                 .wrap(middleware::from_fn(http::middleware::observe))
                 .app_data(app_data.clone())

@@ -5,13 +5,20 @@
 //! request in the task-local of `telemetry::request_id` (so every log line and problem+json body
 //! of the request carries it), and written in the access-log line.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::HttpMessage as _;
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
+use actix_web::web::Bytes;
+use futures_util::StreamExt as _;
 
 use crate::http::state::AppState;
 use crate::telemetry::request_id::{within_request, within_request_sync};
@@ -69,4 +76,65 @@ pub async fn observe(
         );
     });
     Ok(response)
+}
+
+/// Closes the connection after the answer to a request whose chunked body was not read to its
+/// end (a late body answered 408, or any early answer: 404, 405, 413, 415), instead of leaving it
+/// open.
+///
+/// Why: actix-http 3.20 drains an unread *chunked* body after the answer with no deadline
+/// (actix-web pull request #3936, "we should avoid unbounded draining"), so a client that never
+/// finishes its body kept the connection, and a `MAX_CONNECTIONS` slot, forever; an unread body
+/// with a `Content-Length` is closed. The dispatcher closes (after its 1 s linger) when the
+/// request's payload is still alive as the answer is sent, so this keeps the payload alive,
+/// shared with the handler's reading end, inside the answer's body until that body is sent.
+/// Requests without a chunked body pass untouched.
+pub async fn close_after_unread_chunked_body(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let chunked = req
+        .headers()
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let held = chunked.then(|| {
+        let payload = Rc::new(RefCell::new(req.take_payload()));
+        let reader = Rc::clone(&payload);
+        let stream =
+            futures_util::stream::poll_fn(move |cx| reader.borrow_mut().poll_next_unpin(cx));
+        req.set_payload(Payload::from(
+            Box::pin(stream) as Pin<Box<dyn futures_util::Stream<Item = _>>>
+        ));
+        payload
+    });
+    let response = next.call(req).await?;
+    Ok(response.map_body(|_, body| HoldingPayload {
+        body,
+        _payload: held,
+    }))
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps the request's payload alive until it has been sent.
+    struct HoldingPayload<B> {
+        #[pin]
+        body: B,
+        _payload: Option<Rc<RefCell<Payload>>>,
+    }
+}
+
+impl<B: MessageBody> MessageBody for HoldingPayload<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        self.project().body.poll_next(cx)
+    }
 }

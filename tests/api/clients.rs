@@ -31,6 +31,10 @@ async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String
 /// Half a POST: its head promises 200 bytes, 20 arrive.
 const HALF_A_BODY: &str = "POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                            Content-Length: 200\r\n\r\n{\"brand\": \"stalled\",";
+/// A POST whose chunked body never ends.
+const HALF_A_CHUNKED_BODY: &str = "POST /products HTTP/1.1\r\nHost: x\r\n\
+                                   Content-Type: application/json\r\n\
+                                   Transfer-Encoding: chunked\r\n\r\n5\r\n{\"bra\r\n";
 /// Half a head.
 const HALF_A_HEAD: &str = "POST /products HTTP/1.1\r\nHost: x\r\nContent-Le";
 
@@ -47,6 +51,38 @@ async fn a_late_body_is_a_408_problem_and_the_connection_closes() {
     assert!(answer.contains("application/problem+json"), "{answer}");
     assert!(answer.contains("CLIENT_REQUEST_TIMEOUT_MS"), "{answer}");
     assert_eq!(app.count_products("true").await, 0);
+}
+
+#[tokio::test]
+async fn a_late_chunked_body_is_a_408_and_the_connection_closes() {
+    let app = spawn_app_with(|c| c.client_request_timeout_ms = 1000).await;
+    let mut stream = stalled(&app, HALF_A_CHUNKED_BODY).await;
+
+    let answer = until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the server must close a connection whose chunked body never finishes");
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(app.count_products("true").await, 0);
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_unfinished_chunked_body_closes_the_connection() {
+    let app = spawn_app().await;
+    for (case, sent) in [
+        (
+            "415",
+            HALF_A_CHUNKED_BODY.replace("application/json", "text/plain"),
+        ),
+        ("404", HALF_A_CHUNKED_BODY.replace("/products", "/nowhere")),
+        ("405", HALF_A_CHUNKED_BODY.replace("/products", "/healthz")),
+    ] {
+        let mut stream = stalled(&app, &sent).await;
+        let answer = until_closed(&mut stream, Duration::from_secs(4))
+            .await
+            .unwrap_or_else(|| panic!("{case}: the connection stayed open after the answer"));
+        assert!(answer.starts_with(&format!("HTTP/1.1 {case}")), "{answer}");
+    }
 }
 
 #[tokio::test]
@@ -68,7 +104,7 @@ async fn a_flood_of_stalled_connections_does_not_delay_well_behaved_requests() {
     let flood_started = Instant::now();
     let mut flood = Vec::new();
     for i in 0..200 {
-        let sent = if i % 2 == 0 { HALF_A_BODY } else { HALF_A_HEAD };
+        let sent = [HALF_A_BODY, HALF_A_HEAD, HALF_A_CHUNKED_BODY][i % 3];
         flood.push(stalled(&app, sent).await);
     }
 

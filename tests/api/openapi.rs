@@ -121,7 +121,11 @@ async fn the_openapi_document_covers_every_route_and_every_reference_resolves() 
     }
 
     // Every schema is named for what it is, not after a Rust type.
-    for name in doc["components"]["schemas"].as_object().expect("schemas").keys() {
+    for name in doc["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+        .keys()
+    {
         assert!(
             !["BTreeMap", "HashMap", "Vec", "Option", "String"].contains(&name.as_str()),
             "{name}"
