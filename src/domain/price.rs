@@ -62,44 +62,82 @@ impl Price {
             .map_err(|_| "must be a decimal number such as \"12.34\"")
     }
 
-    /// Parses a JSON number as written (RFC 8259, section 6: digits, a fraction, an exponent).
-    /// One with an exponent is read exactly, `1.25e2` as 125; otherwise as [`Price::parse`].
+    /// Parses a JSON number as written (RFC 8259, section 6: digits, a fraction, an exponent),
+    /// exactly: `1.25e2` is 125, `100e-2` is 1, however many digits or zeros it is written with.
     ///
     /// # Errors
     /// As [`Price::parse`], for the value the number denotes.
     pub fn parse_json_number(text: &str) -> Result<Self, &'static str> {
+        let malformed = "must be a decimal number such as \"12.34\"";
         let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
             return Self::parse(text);
         };
-        let malformed = "must be a decimal number such as \"12.34\"";
-        let exponent: i64 = exponent.parse().map_err(|_| malformed)?;
-        let mantissa_is_zero = mantissa
-            .bytes()
-            .all(|b| matches!(b, b'0' | b'.' | b'-' | b'+'));
-        // Beyond these the value is out of range or too finely divided whatever the mantissa
-        // (bounded so that a number like 1e999999999 is refused without being written out).
-        const FAR: i64 = 64;
-        if mantissa_is_zero {
-            return Self::parse(mantissa);
+        let (negative, unsigned) = match mantissa.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, mantissa),
+        };
+        let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+            return Err(malformed);
         }
-        if exponent > FAR {
-            return Err(if mantissa.starts_with('-') {
-                "must not be negative"
-            } else {
-                "must be less than 10000000000"
-            });
+        // The value is `digits` x 10^(exponent - fraction length); `significant` is `digits`
+        // without its leading and trailing zeros, each trailing one moving the point.
+        let digits = format!("{whole}{fraction}");
+        let significant = digits.trim_start_matches('0').trim_end_matches('0');
+        if significant.is_empty() {
+            return Ok(Self::zero());
         }
-        if exponent < -FAR {
+        if negative {
+            return Err("must not be negative");
+        }
+        let exponent = parse_exponent(exponent).ok_or(malformed)?;
+        let trailing_zeros = digits.len() - digits.trim_end_matches('0').len();
+        let shift = exponent
+            .saturating_sub(fraction.len() as i64)
+            .saturating_add(trailing_zeros as i64);
+        if shift < -2 {
             return Err("must have at most 2 decimal places");
         }
-        let value = BigDecimal::from_str(text).map_err(|_| malformed)?;
-        Self::parse(&value.to_plain_string())
+        if (significant.len() as i64).saturating_add(shift) > 10 {
+            return Err("must be less than 10000000000");
+        }
+        // Now -2 <= shift <= 10 - len: write it out plainly, at most 12 digits.
+        let plain = match usize::try_from(shift) {
+            Ok(zeros) => format!("{significant}{}", "0".repeat(zeros)),
+            Err(_) => {
+                let places = shift.unsigned_abs() as usize;
+                let padded = format!("{significant:0>width$}", width = places + 1);
+                let point = padded.len() - places;
+                format!("{}.{}", &padded[..point], &padded[point..])
+            }
+        };
+        Self::parse(&plain)
     }
 
     /// Converts a stored value back (always valid: the column is `numeric(12,2)`).
     pub fn from_decimal(value: BigDecimal) -> Self {
         Self(value.with_scale(2))
     }
+}
+
+/// A JSON number's exponent (`+5`, `-12`, `7`); one too large for an `i64` saturates, as its
+/// value is out of any price's range either way.
+fn parse_exponent(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match digits.parse::<i64>() {
+        Ok(n) if negative => -n,
+        Ok(n) => n,
+        Err(_) if negative => i64::MIN,
+        Err(_) => i64::MAX,
+    })
 }
 
 impl fmt::Display for Price {
@@ -127,7 +165,16 @@ mod tests {
 
     #[test]
     fn json_numbers_with_an_exponent_are_read_exactly() {
+        let long_one = format!("1{}e-66", "0".repeat(66));
+        let long_shifted = format!("0.{}1e65", "0".repeat(64));
+        let long_zero = format!("0e{}", "9".repeat(30));
         for (number, price) in [
+            (long_one.as_str(), "1.00"),
+            (long_shifted.as_str(), "1.00"),
+            (long_zero.as_str(), "0.00"),
+            ("12.5e-1", "1.25"),
+            ("0.5e1", "5.00"),
+            ("9999999999.99e0", "9999999999.99"),
             ("1e2", "100.00"),
             ("1.25E+2", "125.00"),
             ("1234e-2", "12.34"),
@@ -141,8 +188,20 @@ mod tests {
                 "{number}"
             );
         }
-        for number in ["1e-3", "1e10", "-1e2", "1e999999999", "1e-999999999", "1e"] {
-            assert!(Price::parse_json_number(number).is_err(), "{number}");
+        for (number, message) in [
+            ("1e-3", "must have at most 2 decimal places"),
+            ("1e10", "must be less than 10000000000"),
+            ("-1e2", "must not be negative"),
+            ("1e999999999", "must be less than 10000000000"),
+            ("1e99999999999999999999999", "must be less than 10000000000"),
+            ("1e-999999999", "must have at most 2 decimal places"),
+            (
+                &format!("0.{}1e100", "0".repeat(103)),
+                "must have at most 2 decimal places",
+            ),
+            ("1e", "must be a decimal number such as \"12.34\""),
+        ] {
+            assert_eq!(Price::parse_json_number(number), Err(message), "{number}");
         }
     }
 

@@ -123,4 +123,16 @@ proptest! {
         let input = ProductInput::parse(body.as_bytes(), BodyFormat::Json).expect("valid body");
         prop_assert_eq!(input.price.map(|p| p.to_string()), Some(text));
     }
+
+    #[test]
+    fn a_price_written_with_any_exponent_and_padding_is_read_exactly(
+        cents in 0u64..1_000_000_000_000,
+        leading in 0usize..80,
+        trailing in 0usize..80,
+    ) {
+        // cents x 10^-2, written as 0...0<cents>0...0 e<exponent>.
+        let text = format!("{}{cents}{}e{}", "0".repeat(leading), "0".repeat(trailing), -2 - trailing as i64);
+        let expected = format!("{}.{:02}", cents / 100, cents % 100);
+        prop_assert_eq!(Price::parse_json_number(&text).map(|p| p.to_string()), Ok(expected));
+    }
 }
