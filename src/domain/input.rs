@@ -60,26 +60,23 @@ pub const READ_ONLY_FIELDS: [&str; 4] = ["id", "version", "created_at", "updated
 pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name"];
 
 /// The typed body, checked by `validator` after the JSON-level checks. Key fields are already in
-/// their canonical form ([`canonical_key_field`]) here, so their length is that of the form that
-/// is stored and compared.
+/// their canonical form ([`canonical_key_field`]) here; their length was checked as sent
+/// (trimmed), by [`key_field_length`], since that is what a JSON Schema `pattern` can say.
 #[derive(Debug, Validate)]
 pub(crate) struct ProductFields {
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters"),
-        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+        custom(function = "no_format_characters")
     )]
     pub(crate) brand: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters"),
-        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+        custom(function = "no_format_characters")
     )]
     pub(crate) serial: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters"),
-        length(max = MAX_KEY_CHARS, message = "must be at most 255 characters")
+        custom(function = "no_format_characters")
     )]
     pub(crate) manufacturer: Option<String>,
     #[validate(
@@ -93,6 +90,16 @@ pub(crate) struct ProductFields {
     )]
     pub(crate) description: Option<String>,
     pub(crate) price: Option<Price>,
+}
+
+/// A key field or filter's length: at most [`MAX_KEY_CHARS`] characters as sent, once trimmed
+/// (its canonical form may differ by the few characters NFC composes or, rarely, expands).
+pub(crate) fn key_field_length(raw: &str) -> Result<(), &'static str> {
+    if raw.trim().chars().count() as u64 > MAX_KEY_CHARS {
+        Err("must be at most 255 characters")
+    } else {
+        Ok(())
+    }
 }
 
 /// Key fields and name: not blank, and no control characters (NUL, tab, newline, DEL, C1).
@@ -326,7 +333,11 @@ impl FieldReader {
     /// A key field: a string, in its canonical form (trimmed of whitespace at both ends, then
     /// NFC: [`canonical_key_field`]).
     fn key_part(&mut self, field: &str) -> Option<String> {
-        self.string(field, true).map(|s| canonical_key_field(&s))
+        let raw = self.string(field, true)?;
+        if let Err(message) = key_field_length(&raw) {
+            self.error(field, message);
+        }
+        Some(canonical_key_field(&raw))
     }
 
     fn price(&mut self) -> Option<Price> {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::domain::input::{FieldErrors, InputError, MAX_KEY_CHARS, NOT_UTF8, form_pairs};
+use crate::domain::input::{FieldErrors, InputError, NOT_UTF8, form_pairs, key_field_length};
 use crate::domain::key::{canonical_key_field, format_character, format_character_message};
 use crate::domain::product::Product;
 
@@ -52,21 +52,20 @@ pub struct ListPage {
 
 /// A key-field filter, in the canonical form keys have (trimmed, NFC: [`canonical_key_field`]),
 /// so that any spelling of a key finds it; refused where no key could match it (a control
-/// character, NUL included, an invisible format character, or more than [`MAX_KEY_CHARS`]
-/// characters in canonical form), so that it never reaches the database (PostgreSQL text cannot
+/// character, NUL included, an invisible format character, or more than [`MAX_KEY_CHARS`](crate::domain::input::MAX_KEY_CHARS)
+/// characters as sent, trimmed), so that it never reaches the database (PostgreSQL text cannot
 /// even hold NUL).
 fn key_filter(value: Option<&str>) -> Result<Option<String>, String> {
-    let Some(value) = value.map(canonical_key_field) else {
+    let Some(raw) = value else {
         return Ok(None);
     };
+    key_field_length(raw)?;
+    let value = canonical_key_field(raw);
     if value.chars().any(char::is_control) {
         return Err("must not contain control characters".to_owned());
     }
     if let Some(c) = format_character(&value) {
         return Err(format_character_message(c));
-    }
-    if value.chars().count() as u64 > MAX_KEY_CHARS {
-        return Err("must be at most 255 characters".to_owned());
     }
     Ok(Some(value))
 }

@@ -162,8 +162,7 @@ impl Classes {
         }
     }
 
-    /// A key field: trimmed, then 1 to 255 characters with no refused character (the length
-    /// is that of the canonical form; NFC may shorten what was sent decomposed).
+    /// A key field: trimmed, then 1 to 255 characters (as sent) with no refused character.
     fn key_field(&self) -> String {
         let (w, x, inner) = (&self.space, &self.refused_in_key, MAX_KEY_CHARS - 2);
         format!("^[{w}]*[^{x}{w}](?:[^{x}]{{0,{inner}}}[^{x}{w}])?[{w}]*$")
@@ -197,9 +196,9 @@ pub fn request_schema(full: bool) -> Value {
         json!({
             "type": "string",
             "pattern": classes.key_field(),
-            "description": format!("The {what}: trimmed, then NFC-normalised (UAX #15); 1 to \
-                {MAX_KEY_CHARS} characters; no control or invisible format (Cf) characters. \
-                Part of the key."),
+            "description": format!("The {what}: 1 to {MAX_KEY_CHARS} characters once trimmed; \
+                no control or invisible format (Cf) characters. Stored trimmed and NFC-normalised \
+                (UAX #15). Part of the key."),
         })
     };
     let mut properties = Map::new();

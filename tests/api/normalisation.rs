@@ -107,20 +107,31 @@ async fn a_name_may_hold_invisible_format_characters_as_display_text_does() {
 }
 
 #[tokio::test]
-async fn the_length_limit_counts_the_characters_of_the_nfc_form() {
+async fn the_length_limit_counts_the_characters_as_sent_once_trimmed() {
     let app = spawn_app().await;
-    // 255 characters in NFC, 510 as sent.
-    let decomposed = "e\u{301}".repeat(255);
-    let mut body = product(&decomposed, "S", "M");
-    body["name"] = json!("N");
-
-    let response = app.post_product(&body).await;
-
+    let named = |brand: &str| {
+        let mut body = product(brand, "S", "M");
+        body["name"] = json!("N");
+        body
+    };
+    // 127 characters in NFC, 254 as sent: within the limit.
+    let decomposed = "e\u{301}".repeat(127);
+    let response = app.post_product(&named(&decomposed)).await;
     assert_eq!(response.status(), 201);
     assert_eq!(
         json(response).await["brand"],
-        Value::String("\u{e9}".repeat(255))
+        Value::String("\u{e9}".repeat(127)),
+        "stored in NFC"
     );
+
+    // 128 characters in NFC, 256 as sent: over it, as the document's pattern says.
+    let over = app.post_product(&named(&"e\u{301}".repeat(128))).await;
+    assert_eq!(over.status(), 400);
+    assert!(json(over).await["errors"]["brand"].is_array());
+
+    // 255 as sent that NFC expands (U+0958 is two characters in NFC): accepted as sent.
+    let expanding = app.post_product(&named(&"\u{958}".repeat(255))).await;
+    assert_eq!(expanding.status(), 201);
 }
 
 #[tokio::test]

@@ -262,6 +262,12 @@ fn edge_texts() -> Vec<String> {
     .iter()
     .map(|t| (*t).to_owned())
     .collect();
+    // What NFC shortens or lengthens: the limit counts what was sent.
+    texts.push("e\u{301}".repeat(200));
+    texts.push(format!("{}e\u{301}", "a".repeat(254)));
+    texts.push("\u{958}".repeat(128));
+    texts.push("\u{958}".repeat(255));
+    texts.push("\u{1100}\u{1161}".repeat(128));
     for n in [253, 254, 255, 256, 300] {
         texts.push("x".repeat(n));
         texts.push(format!("  {}  ", "x".repeat(n)));
