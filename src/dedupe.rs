@@ -16,7 +16,6 @@ use std::io::Write as _;
 
 use crate::config::Config;
 use crate::db::{self, DbSetupError};
-use crate::domain::key::format_character_message;
 use crate::domain::{Product, ProductKey};
 use crate::service::ServiceError;
 use crate::store::duplicates::{
@@ -129,13 +128,9 @@ fn report_spellings(
 fn warn_unaddressable(report: &SpellingReport) {
     for row in &report.unaddressable {
         eprintln!(
-            "id {}: {} holds an invisible format character, U+{:04X} (key fields {}): \
-             no request can name this key; left as it is (PUT /products/{} gives it a new key)",
-            row.id,
-            row.key,
-            u32::from(row.character),
-            format_character_message(row.character),
-            row.id
+            "id {}: {}: {}, so no request can name this key; left as it is \
+             (PUT /products/{} gives it a new key)",
+            row.id, row.key, row.why, row.id
         );
     }
 }

@@ -90,12 +90,29 @@ impl ProductKey {
         )
     }
 
-    /// The first invisible format character ([`format_character`]) in any field, if any: a key
-    /// with one cannot be named by a request (only rows written before the rule can hold one).
-    pub fn format_character(&self) -> Option<char> {
-        [&self.brand, &self.serial, &self.manufacturer]
-            .into_iter()
-            .find_map(|field| format_character(field))
+    /// Why no request could name this (canonical) key, if none can: a field that is blank, or
+    /// holds a control or an invisible format character (which key fields refuse); as a
+    /// sentence naming the field and the code point. Only rows written before the rules can
+    /// hold such a key.
+    pub fn unaddressable(&self) -> Option<String> {
+        [
+            ("brand", &self.brand),
+            ("serial", &self.serial),
+            ("manufacturer", &self.manufacturer),
+        ]
+        .into_iter()
+        .find_map(|(name, field)| {
+            if field.trim().is_empty() {
+                return Some(format!("its {name} is blank"));
+            }
+            let c = field.chars().find(|&c| refused_in_key(c))?;
+            let kind = if c.is_control() {
+                "a control character"
+            } else {
+                "an invisible format character"
+            };
+            Some(format!("its {name} holds {kind}, U+{:04X}", u32::from(c)))
+        })
     }
 }
 
@@ -174,9 +191,23 @@ mod tests {
             format_character_message('\u{200b}'),
             "must not contain invisible format characters (U+200B)"
         );
+    }
+
+    #[test]
+    fn a_key_no_request_can_name_says_why() {
+        let why = |key: ProductKey| key.unaddressable();
+        assert_eq!(why(ProductKey::new("A", "S", "M")), None);
         assert_eq!(
-            ProductKey::new("A", "S", "M\u{feff}").format_character(),
-            Some('\u{feff}')
+            why(ProductKey::new("A", "S", "M\u{feff}")).as_deref(),
+            Some("its manufacturer holds an invisible format character, U+FEFF")
+        );
+        assert_eq!(
+            why(ProductKey::new("A", "S\u{1}", "M")).as_deref(),
+            Some("its serial holds a control character, U+0001")
+        );
+        assert_eq!(
+            why(ProductKey::new("   ", "S", "M").canonical()).as_deref(),
+            Some("its brand is blank")
         );
     }
 

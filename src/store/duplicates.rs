@@ -122,8 +122,8 @@ impl SpellingGroup {
 pub struct UnaddressableKey {
     pub id: i64,
     pub key: ProductKey,
-    /// The first invisible format character of the key.
-    pub character: char,
+    /// Why no request can name it ([`ProductKey::unaddressable`]).
+    pub why: String,
 }
 
 /// What [`spelling_groups`] found.
@@ -181,15 +181,17 @@ pub async fn spelling_groups(conn: &mut AsyncPgConnection) -> QueryResult<Spelli
         BTreeMap::new();
     for row in rows {
         let key = ProductKey::new(row.brand, row.serial, row.manufacturer);
-        if let Some(character) = key.format_character() {
+        let canonical = key.canonical();
+        // Rewriting such a key would give it a key no request can name either (a blank one,
+        // say): it is left as it is, and reported.
+        if let Some(why) = canonical.unaddressable() {
             report.unaddressable.push(UnaddressableKey {
                 id: row.id,
                 key,
-                character,
+                why,
             });
             continue;
         }
-        let canonical = key.canonical();
         by_canonical
             .entry(canonical)
             .or_default()

@@ -172,7 +172,8 @@ async fn keys_that_differ_only_in_normalisation_are_reported_and_merged_into_the
          ('Acme', 'S', 'M', 'trimmed', 1, now() - interval '1 hour'), \
          (U&'Cre\\0300me', 'S', 'M', 'lone', 1, now()), \
          (U&'Zero\\200Bwidth', 'S', 'M', 'invisible', 1, now()), \
-         ('Fine', 'S', 'M', 'fine', 1, now())",
+         ('Fine', 'S', 'M', 'fine', 1, now()), \
+         ('   ', 'S', 'M', 'blank once trimmed', 1, now())",
     )
     .await;
 
@@ -198,6 +199,10 @@ async fn keys_that_differ_only_in_normalisation_are_reported_and_merged_into_the
         stderr.contains("id 6: ") && stderr.contains("U+200B"),
         "a key with an invisible character is named: {stderr}"
     );
+    assert!(
+        stderr.contains("id 8: ") && stderr.contains("its brand is blank"),
+        "a key that would be blank once trimmed is named: {stderr}"
+    );
     let text = String::from_utf8_lossy(&dedupe(&app, &[]).await.stdout).into_owned();
     assert!(
         text.contains(concat!(
@@ -208,7 +213,7 @@ async fn keys_that_differ_only_in_normalisation_are_reported_and_merged_into_the
     );
     assert_eq!(
         app.count_products("true").await,
-        7,
+        8,
         "a dry run changes nothing"
     );
 
@@ -229,7 +234,7 @@ async fn keys_that_differ_only_in_normalisation_are_reported_and_merged_into_the
         "deleted rows are printed in full"
     );
 
-    assert_eq!(app.count_products("true").await, 5);
+    assert_eq!(app.count_products("true").await, 6);
     let cafe = json(app.get("/products/1").await).await;
     assert_eq!(cafe["brand"], "Caf\u{e9}", "the survivor has the NFC key");
     assert_eq!(
@@ -247,6 +252,8 @@ async fn keys_that_differ_only_in_normalisation_are_reported_and_merged_into_the
     );
     let invisible = json(app.get("/products/6").await).await;
     assert_eq!(invisible["brand"], "Zero\u{200b}width", "left as it is");
+    let blank = json(app.get("/products/8").await).await;
+    assert_eq!(blank["brand"], "   ", "not rewritten to a blank key");
 
     let again = app.post_product(&product("Cafe\u{301}", "S", "M")).await;
     assert_eq!(again.status(), 200, "requests in any spelling find it");
