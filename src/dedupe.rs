@@ -47,6 +47,13 @@ pub struct DedupeArgs {
 /// Errors that stop the command.
 #[derive(Debug, thiserror::Error)]
 pub enum DedupeError {
+    /// No `DATABASE_URL`, and no embedded cluster in `DATA_DIR`: nothing to check (starting a
+    /// new, empty cluster would report a false "clean").
+    #[error(
+        "no database to check: DATABASE_URL is not set and {0} holds no cluster \
+         (set DATABASE_URL, or DATA_DIR to the service's data directory)"
+    )]
+    NoDatabase(std::path::PathBuf),
     #[error(transparent)]
     Setup(#[from] DbSetupError),
     #[error("cannot connect to the database: {0}")]
@@ -228,6 +235,15 @@ impl Tally {
 
 /// Runs the command against `DATABASE_URL` or the embedded database.
 pub async fn run(config: &Config, args: DedupeArgs) -> Result<Outcome, DedupeError> {
+    let no_url = config
+        .common
+        .database_url
+        .as_deref()
+        .is_none_or(|url| url.trim().is_empty());
+    let cluster = config.common.data_dir.join("postgres");
+    if no_url && !cluster.join("PG_VERSION").exists() {
+        return Err(DedupeError::NoDatabase(cluster));
+    }
     let (url, embedded) = db::open(config).await?;
     let result = dedupe(&url, config, args).await;
     db::close(embedded).await;

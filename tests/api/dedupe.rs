@@ -327,3 +327,23 @@ async fn merging_spellings_while_upserts_of_the_nfc_key_run_leaves_one_row_per_k
         "every key in NFC"
     );
 }
+
+#[test]
+fn with_no_database_to_check_it_fails_instead_of_reporting_clean() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(BINARY)
+        .arg("dedupe")
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", empty.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run product-service dedupe");
+
+    assert_eq!(output.status.code(), Some(2), "the command itself failed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no database to check"), "{stderr}");
+    assert!(
+        !empty.path().join("postgres").exists(),
+        "no new cluster was made"
+    );
+}
