@@ -220,6 +220,11 @@ fn parse_origin(text: &str) -> Result<String, String> {
     if text == "*" {
         return Ok(text.to_owned());
     }
+    if text.contains('*') {
+        return Err(format!(
+            "{text:?}: wildcard patterns are not supported; list each origin, or * alone for any"
+        ));
+    }
     let serialised = url::Url::parse(text)
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https"))
@@ -244,6 +249,22 @@ fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
 }
 
 impl Config {
+    /// Checks what no single setting shows.
+    ///
+    /// # Errors
+    /// A message naming the setting: `CORS_ALLOWED_ORIGINS` with `*` beside other origins
+    /// (which would silently allow every origin).
+    pub fn check(&self) -> Result<(), String> {
+        let origins = &self.cors_allowed_origins;
+        if origins.len() > 1 && origins.iter().any(|origin| origin == "*") {
+            return Err(
+                "CORS_ALLOWED_ORIGINS: * allows every origin; give it alone, or list the origins"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
     /// How long a request may wait for a pooled connection.
     pub fn pool_timeout(&self) -> Duration {
         Duration::from_millis(self.db_pool_timeout_ms)

@@ -19,6 +19,8 @@ use crate::telemetry::metrics::Metrics;
 /// Errors of start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Database(#[from] DbSetupError),
     #[error(transparent)]
@@ -46,10 +48,12 @@ impl Application {
     /// a free port).
     ///
     /// # Errors
+    /// [`StartupError::Config`] when settings contradict each other;
     /// [`StartupError::Database`] when the database cannot be opened or migrated;
     /// [`StartupError::Locks`] when its advisory locks cannot be trusted;
     /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        config.check().map_err(StartupError::Config)?;
         let (url, embedded) = db::open(&config).await?;
         if db::checks::check_prepared_statements(&url).await? {
             log::info!("transaction pooling detected; prepared statements survive it");

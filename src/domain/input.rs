@@ -1,7 +1,7 @@
 //! Reading product bodies: presence, `null`, JSON types and unknown fields first, then lengths
 //! and characters with `validator`. Every problem of a body is reported, by field name.
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
@@ -215,7 +215,9 @@ impl Members {
     fn from_json(body: &[u8]) -> Result<Self, InputError> {
         serde_json::from_slice(body).map_err(|e| {
             // Only on the error path: is it JSON at all?
-            match serde_json::from_slice::<IgnoredAny>(body) {
+            // (a `Value`, not `IgnoredAny`, so that a lone surrogate or invalid UTF-8 inside a
+            // string is malformed JSON too).
+            match serde_json::from_slice::<Value>(body) {
                 Ok(_) => InputError::NotAnObject,
                 Err(_) => InputError::MalformedJson(e.to_string()),
             }

@@ -48,8 +48,8 @@ const EXPOSED_HEADERS: [&str; 8] = [
 /// How long a browser may cache a preflight's answer, in seconds.
 const PREFLIGHT_MAX_AGE_SECS: usize = 3600;
 
-/// The CORS middleware for `origins` (each `scheme://host[:port]`; a `*` among them allows any
-/// origin); it does nothing when `origins` is empty. `config` checked the origins' form, so none makes
+/// The CORS middleware for `origins` (each `scheme://host[:port]`, or `*` alone for any
+/// origin: `Config::check` refuses `*` beside others); it does nothing when `origins` is empty. `config` checked the origins' form, so none makes
 /// `actix-cors` panic.
 pub fn middleware(origins: &[String]) -> Condition<Cors> {
     let mut cors = Cors::default()

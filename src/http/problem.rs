@@ -22,6 +22,12 @@ use crate::telemetry::request_id::current_request_id;
 /// seconds; RFC 9110, section 10.2.3).
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Most fields or parameters an answer's `errors` map names (the first, by name); the `detail`
+/// counts the rest.
+pub const MAX_ERRORS: usize = 50;
+/// Most names the `detail` of an invalid input lists.
+const MAX_NAMED_IN_DETAIL: usize = 10;
+
 /// The `detail` of a 503 for `why`.
 fn unavailable_detail(why: Unavailable) -> &'static str {
     match why {
@@ -155,8 +161,16 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             Self::Validation(errors) => {
-                let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
-                format!("invalid: {}", fields.join(", "))
+                let fields: Vec<&str> = errors
+                    .keys()
+                    .take(MAX_NAMED_IN_DETAIL)
+                    .map(String::as_str)
+                    .collect();
+                let more = errors.len().saturating_sub(MAX_NAMED_IN_DETAIL);
+                match more {
+                    0 => format!("invalid: {}", fields.join(", ")),
+                    n => format!("invalid: {} and {n} more", fields.join(", ")),
+                }
             }
             Self::UnsupportedMediaType => "the request body must be sent as Content-Type: \
                  application/json (or application/x-www-form-urlencoded)"
@@ -204,7 +218,14 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Validation(errors) => Some(errors.clone()),
+                // Bounded, so that a request of many bad members cannot make a far larger answer.
+                Self::Validation(errors) => Some(
+                    errors
+                        .iter()
+                        .take(MAX_ERRORS)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
                 _ => None,
             },
             existing_id: match self {

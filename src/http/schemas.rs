@@ -19,7 +19,7 @@ use crate::domain::input::{
 };
 use crate::domain::key::refused_in_key;
 use crate::domain::list::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::http::problem::Problem;
+use crate::http::problem::{MAX_ERRORS, Problem};
 
 /// The body of `POST /products` and `PUT /products/{id}`. Its schema is written by
 /// [`complete`] from the domain's rules ([`request_schema`]); this type only names it.
@@ -315,8 +315,10 @@ pub fn complete(doc: &mut Value) {
     }
     schemas["Problem"]["properties"]["errors"] = json!({
         "type": "object",
+        "maxProperties": MAX_ERRORS,
         "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "description": "Validation messages by field or query parameter name (400 only).",
+        "description": "Validation messages by field or query parameter name (400 only): the \
+            first 50 by name; `detail` counts any others.",
     });
     for answer in ["ProductBody", "Page", "Problem", "Status"] {
         schemas[answer]["additionalProperties"] = json!(false);

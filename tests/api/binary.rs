@@ -174,3 +174,28 @@ fn each_command_lists_only_the_flags_it_reads() {
         "dedupe"
     );
 }
+
+#[test]
+fn cors_origins_that_would_not_do_what_they_say_stop_the_start() {
+    for (origins, says) in [
+        ("https://*.example.com", "wildcard patterns are not supported"),
+        ("https://shop.example/", "did you mean \"https://shop.example\""),
+        ("*,https://shop.example", "give it alone"),
+    ] {
+        let empty = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(BINARY)
+            .env_remove("DATABASE_URL")
+            .env("DATA_DIR", empty.path())
+            .env("CORS_ALLOWED_ORIGINS", origins)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .output()
+            .expect("run product-service");
+        assert!(!output.status.success(), "{origins} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{origins}: {stderr}");
+        assert!(
+            !empty.path().join("postgres").exists(),
+            "{origins}: refused before any database work"
+        );
+    }
+}

@@ -395,3 +395,43 @@ async fn every_get_route_answers_head_every_route_options_and_other_methods_405(
         assert_eq!(trace.headers()["content-type"], "application/problem+json");
     }
 }
+
+#[tokio::test]
+async fn a_lone_surrogate_is_malformed_json_and_many_bad_members_make_a_bounded_answer() {
+    let app = spawn_app().await;
+    let lone = app
+        .send_raw(
+            Method::POST,
+            "/products",
+            "application/json",
+            r#"{"brand": "\ud800", "serial": "S", "manufacturer": "M", "name": "N"}"#,
+        )
+        .await;
+    assert_eq!(lone.status(), 400);
+    assert_eq!(
+        json(lone).await["type"],
+        "urn:product-service:problem:malformed-json"
+    );
+
+    let mut body = product("B", "S", "M");
+    for i in 0..2000 {
+        body[format!("m{i:04}")] = json!(1);
+    }
+    let body = body.to_string();
+    let sent = body.len();
+    let response = app
+        .send_raw(Method::POST, "/products", "application/json", body)
+        .await;
+    assert_eq!(response.status(), 400);
+    let answer = response.bytes().await.expect("body");
+    assert!(answer.len() < sent * 2, "{} bytes for {sent}", answer.len());
+    let problem: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(problem["errors"].as_object().map(|e| e.len()), Some(50));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("and 1990 more")),
+        "{problem}"
+    );
+    assert_eq!(app.count_products("true").await, 0);
+}

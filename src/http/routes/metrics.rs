@@ -5,7 +5,8 @@ use actix_web::{HttpResponse, web};
 use crate::http::problem::ApiError;
 use crate::http::state::AppState;
 
-/// Prometheus metrics (text format 0.0.4).
+/// Prometheus metrics (text format 0.0.4). Served here unless `METRICS_ADDR` is set, which
+/// moves it to that address (then this path is a 404).
 #[utoipa::path(
     get,
     path = "/metrics",
