@@ -178,8 +178,14 @@ fn each_command_lists_only_the_flags_it_reads() {
 #[test]
 fn cors_origins_that_would_not_do_what_they_say_stop_the_start() {
     for (origins, says) in [
-        ("https://*.example.com", "wildcard patterns are not supported"),
-        ("https://shop.example/", "did you mean \"https://shop.example\""),
+        (
+            "https://*.example.com",
+            "wildcard patterns are not supported",
+        ),
+        (
+            "https://shop.example/",
+            "did you mean \"https://shop.example\"",
+        ),
         ("*,https://shop.example", "give it alone"),
     ] {
         let empty = tempfile::tempdir().expect("temp dir");
