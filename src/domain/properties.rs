@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 
 use crate::domain::input::{BodyFormat, FIELDS, InputError, MAX_KEY_CHARS, READ_ONLY_FIELDS};
+use crate::domain::key::{canonical_key_field, refused_in_key};
 use crate::domain::price::Price;
 use crate::domain::product::{ProductInput, ProductPatch};
 
@@ -57,8 +58,14 @@ fn json_value() -> impl Strategy<Value = Value> {
 fn assert_key_field(value: &str) -> Result<(), TestCaseError> {
     prop_assert!(!value.is_empty(), "a key field is never empty");
     prop_assert_eq!(value, value.trim(), "key fields are trimmed");
-    prop_assert!(value.chars().count() as u64 <= MAX_KEY_CHARS);
-    prop_assert!(!value.chars().any(char::is_control));
+    // 255 characters as sent at most; NFC expands text at most threefold (UAX #15, section 14).
+    prop_assert!(value.chars().count() as u64 <= 3 * MAX_KEY_CHARS);
+    prop_assert_eq!(
+        value,
+        canonical_key_field(value),
+        "key fields are canonical"
+    );
+    prop_assert!(!value.chars().any(refused_in_key));
     Ok(())
 }
 
