@@ -16,6 +16,7 @@
 //! | `KEEP_ALIVE_SECS` | `5` | how long an idle keep-alive connection stays open (0: close after each response) |
 //! | `MAX_CONNECTIONS` | `10000` | most open client connections; more wait in the listen backlog |
 //! | `CORS_ALLOWED_ORIGINS` | unset | origins browsers may call the API from (comma-separated, or `*`); unset: no CORS |
+//! | `REQUIRE_IF_MATCH` | `false` | PUT, PATCH and DELETE without `If-Match` (or a `version` member) are a 428 |
 //! | `TRUSTED_PROXIES` | unset | addresses or CIDR blocks whose `X-Forwarded-Proto`/`-Host` are believed |
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
 //! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
@@ -116,6 +117,12 @@ pub struct Config {
           value_parser = parse_origin)]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Whether PUT, PATCH and DELETE must name the version they change, with `If-Match` or a
+    /// `version` member: without, 428 Precondition Required (RFC 6585, section 3).
+    #[arg(long, env = "REQUIRE_IF_MATCH", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub require_if_match: bool,
+
     /// Proxies (IP addresses or CIDR blocks, comma-separated) whose `X-Forwarded-Proto` and
     /// `X-Forwarded-Host` headers are believed when building absolute URLs; other clients'
     /// are ignored.
@@ -201,6 +208,7 @@ impl Default for Config {
             max_connections: 10_000,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            require_if_match: false,
             http_workers: None,
             metrics_addr: None,
             duplicate_scan_interval_secs: 60,

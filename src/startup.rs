@@ -73,6 +73,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.client_request_timeout(),
             trusted_proxies: config.trusted_proxies.clone(),
+            require_if_match: config.require_if_match,
         });
 
         let (listener, port) = bind(config.bind_addr)?;

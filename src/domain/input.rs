@@ -56,6 +56,10 @@ pub const FIELDS: [&str; 6] = [
 /// Django REST framework ignores read-only fields: what a GET returned can be sent as it is.
 pub const READ_ONLY_FIELDS: [&str; 4] = ["id", "version", "created_at", "updated_at"];
 
+/// The read-only member that PUT and PATCH take as a precondition (the product's version when
+/// the client read it, as the `If-Match` header would say).
+pub const VERSION_FIELD: &str = "version";
+
 /// The fields POST and PUT require.
 pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name"];
 
@@ -90,6 +94,8 @@ pub(crate) struct ProductFields {
     )]
     pub(crate) description: Option<String>,
     pub(crate) price: Option<Price>,
+    /// The `version` member: PUT and PATCH take it as a precondition, POST ignores it.
+    pub(crate) version: Option<i64>,
 }
 
 /// A key field or filter's length: at most [`MAX_KEY_CHARS`] characters as sent, once trimmed
@@ -266,13 +272,16 @@ pub(crate) struct FieldReader {
     object: Map<String, Value>,
     errors: FieldErrors,
     presence: Presence,
+    /// The `version` member, taken out with the other read-only members.
+    version: Option<Value>,
 }
 
 impl FieldReader {
     /// Parses `body`, a JSON object or a form, whose fields are read according to `presence`.
     /// A member that appears more than once is an error of that field (RFC 8259 leaves such
     /// objects' meaning open; taking the last value would silently drop the first). The
-    /// [`READ_ONLY_FIELDS`] are dropped, whatever their values.
+    /// [`READ_ONLY_FIELDS`] are dropped, whatever their values, but for `version`, which must be
+    /// a positive integer when present (PUT and PATCH take it as a precondition).
     pub(crate) fn new(
         body: &[u8],
         format: BodyFormat,
@@ -287,7 +296,11 @@ impl FieldReader {
         for name in members.repeated {
             errors.insert(name, vec!["appears more than once".to_owned()]);
         }
-        for name in READ_ONLY_FIELDS {
+        let version = members.object.remove(VERSION_FIELD);
+        for name in READ_ONLY_FIELDS
+            .into_iter()
+            .filter(|name| *name != VERSION_FIELD)
+        {
             members.object.remove(name);
             errors.remove(name);
         }
@@ -295,6 +308,7 @@ impl FieldReader {
             object: members.object,
             errors,
             presence,
+            version,
         })
     }
 
@@ -360,9 +374,34 @@ impl FieldReader {
         }
     }
 
+    /// The `version` member: a positive integer (a JSON number, or digits in a form).
+    fn version(&mut self) -> Option<i64> {
+        let value = self.version.take()?;
+        let version = match &value {
+            // A JSON Schema integer may be written 7.0.
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                    .map(|f| f as i64)
+            }),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+        .filter(|n| *n >= 1);
+        if version.is_none() {
+            self.error(
+                VERSION_FIELD,
+                "must be the product's version, a positive integer",
+            );
+        }
+        version
+    }
+
     /// Reads every field, then reports unknown ones and validates the rest.
     pub(crate) fn finish(mut self) -> Result<ProductFields, InputError> {
+        let version = self.version();
         let fields = ProductFields {
+            version,
             brand: self.key_part("brand"),
             serial: self.key_part("serial"),
             manufacturer: self.key_part("manufacturer"),

@@ -7,6 +7,7 @@
 pub mod input;
 pub mod key;
 pub mod list;
+pub mod precondition;
 pub mod price;
 pub mod product;
 #[cfg(test)]
@@ -15,5 +16,6 @@ mod properties;
 pub use input::{BodyFormat, FIELDS, FieldErrors, InputError, READ_ONLY_FIELDS, REQUIRED_FIELDS};
 pub use key::ProductKey;
 pub use list::{ListPage, ListParams, ListQuery};
+pub use precondition::{PreconditionFailed, Preconditions, TagList, entity_tag};
 pub use price::Price;
 pub use product::{Product, ProductInput, ProductPatch};

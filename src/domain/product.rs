@@ -40,6 +40,8 @@ pub struct ProductInput {
     pub name: String,
     pub description: Option<String>,
     pub price: Option<Price>,
+    /// The body's `version` member: a precondition for PUT, ignored by POST.
+    pub version: Option<i64>,
 }
 
 /// The body of `PATCH /products/{id}`: only what it names.
@@ -51,6 +53,9 @@ pub struct ProductPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub price: Option<Price>,
+    /// The body's `version` member: the version the client read, a precondition (a mismatch
+    /// writes nothing), as `If-Match` is.
+    pub version: Option<i64>,
 }
 
 impl ProductInput {
@@ -70,6 +75,7 @@ impl ProductInput {
             name: required(fields.name, "name")?,
             description: fields.description,
             price: fields.price,
+            version: fields.version,
         })
     }
 }
@@ -94,6 +100,7 @@ impl ProductPatch {
             name: fields.name,
             description: fields.description,
             price: fields.price,
+            version: fields.version,
         })
     }
 
@@ -142,6 +149,7 @@ impl From<ProductInput> for ProductPatch {
             name: Some(input.name),
             description: Some(input.description.unwrap_or_default()),
             price: Some(input.price.unwrap_or_else(Price::zero)),
+            version: input.version,
         }
     }
 }

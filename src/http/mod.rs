@@ -1,6 +1,7 @@
 //! The HTTP API on actix-web: shared state, problem+json errors, the middleware, extractors,
 //! the routes and the OpenAPI document. Handlers parse, make one service call and render.
 
+pub mod conditional;
 pub mod cors;
 pub mod extract;
 pub mod forwarded;

@@ -13,7 +13,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::db::DbFault;
-use crate::domain::{FieldErrors, InputError};
+use crate::domain::{FieldErrors, InputError, entity_tag};
 use crate::service::readiness::NotReady;
 use crate::service::{ServiceError, Unavailable};
 use crate::telemetry::request_id::current_request_id;
@@ -77,6 +77,19 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("another product (id {existing_id}) already has this brand, serial and manufacturer")]
     KeyConflict { existing_id: i64 },
+    #[error(
+        "a precondition is false (If-Match, If-None-Match or the version member): the product \
+         is not in the state the request expects; nothing was written"
+    )]
+    PreconditionFailed {
+        /// The product's current `ETag`, if it exists.
+        etag: Option<String>,
+    },
+    #[error(
+        "this write must say which version it changes: send If-Match with the product's ETag \
+         (or a version member in the body); REQUIRE_IF_MATCH is on"
+    )]
+    PreconditionRequired,
     #[error("service unavailable: {why:?}")]
     Unavailable {
         why: Unavailable,
@@ -149,6 +162,14 @@ impl ApiError {
             Self::KeyConflict { .. } => {
                 ("urn:product-service:problem:key-conflict", "Key conflict")
             }
+            Self::PreconditionFailed { .. } => (
+                "urn:product-service:problem:precondition-failed",
+                "Precondition Failed",
+            ),
+            Self::PreconditionRequired => (
+                "urn:product-service:problem:precondition-required",
+                "Precondition Required",
+            ),
             Self::Unavailable { .. } => (
                 "urn:product-service:problem:unavailable",
                 "Service Unavailable",
@@ -196,6 +217,8 @@ impl ResponseError for ApiError {
             Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::KeyConflict { .. } => StatusCode::CONFLICT,
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -243,6 +266,9 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
             }
+            Self::PreconditionFailed { etag: Some(etag) } => {
+                response.insert_header((header::ETAG, etag.as_str()));
+            }
             // The rest of a late body may still be on its way: the connection cannot be reused.
             Self::RequestTimeout => {
                 response.force_close();
@@ -269,6 +295,9 @@ impl From<ServiceError> for ApiError {
         match error {
             ServiceError::NotFound => Self::ProductNotFound,
             ServiceError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
+            ServiceError::PreconditionFailed(failed) => Self::PreconditionFailed {
+                etag: failed.current.as_deref().map(entity_tag),
+            },
             ServiceError::Unavailable { why, cause } => Self::Unavailable { why, cause },
             ServiceError::Internal(cause) => Self::Internal(cause),
         }

@@ -15,7 +15,7 @@ use utoipa::openapi::schema::{Object, Schema};
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 use crate::domain::input::{
-    FIELDS, MAX_DESCRIPTION_CHARS, MAX_KEY_CHARS, READ_ONLY_FIELDS, REQUIRED_FIELDS,
+    FIELDS, MAX_DESCRIPTION_CHARS, MAX_KEY_CHARS, READ_ONLY_FIELDS, REQUIRED_FIELDS, VERSION_FIELD,
 };
 use crate::domain::key::refused_in_key;
 use crate::domain::list::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -236,6 +236,15 @@ pub fn request_schema(full: bool) -> Value {
                 returned can be sent back."}),
         );
     }
+    properties.insert(
+        VERSION_FIELD.to_owned(),
+        json!({
+            "type": "integer", "minimum": 1, "maximum": i64::MAX,
+            "description": "The version the client read (what a GET returned). PUT and PATCH \
+                take it as a precondition, as If-Match: a mismatch is a 412 and nothing is \
+                written. POST ignores it.",
+        }),
+    );
     let mut schema = json!({
         "type": "object",
         "properties": properties,
@@ -399,6 +408,102 @@ pub fn complete(doc: &mut Value) {
         }
     }
     add_links(doc);
+    add_preconditions(doc);
+}
+
+/// `If-Match` and `If-None-Match` (RFC 9110, section 13.1): `*`, or entity-tags (ASCII
+/// `etagc`, commas included), or empty (as if absent).
+pub(crate) const TAG_LIST_PATTERN: &str =
+    r#"^(|\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)$"#;
+
+/// A conditional-request header parameter.
+fn tag_list_parameter(name: &str, description: &str) -> Value {
+    json!({
+        "name": name, "in": "header", "required": false, "description": description,
+        "schema": {"type": "string", "pattern": TAG_LIST_PATTERN},
+    })
+}
+
+/// The `ETag` of a product answer.
+fn etag_header() -> Value {
+    json!({
+        "description": "The product's strong entity tag, \"<id>.<version>\" (RFC 9110, \
+            section 8.8.3), for If-Match and If-None-Match",
+        "schema": {"type": "string"},
+    })
+}
+
+/// Optimistic concurrency (RFC 9110, section 13; RFC 6585, section 3): `ETag` on every product
+/// answer, the conditional headers each operation reads, 304, 412 and 428.
+fn add_preconditions(doc: &mut Value) {
+    let paths = &mut doc["paths"];
+    let if_match = tag_list_parameter(
+        "If-Match",
+        "Write only if the product's current ETag is listed (or, with *, if it exists); \
+         else 412 with its ETag, nothing written",
+    );
+    let create_only = tag_list_parameter(
+        "If-None-Match",
+        "* : create only; 412 if a product with this key exists. A list of tags: write only \
+         if the product's ETag is not listed",
+    );
+    let cached = tag_list_parameter(
+        "If-None-Match",
+        "The ETag of the copy the client holds: 304 Not Modified if it is still current",
+    );
+    for (path, method, parameters, product_statuses) in [
+        (
+            "/products",
+            "post",
+            vec![&if_match, &create_only],
+            &["200", "201"][..],
+        ),
+        ("/products/{id}", "get", vec![&cached], &["200"][..]),
+        ("/products/{id}", "head", vec![&cached], &["200"][..]),
+        ("/products/{id}", "put", vec![&if_match], &["200"][..]),
+        ("/products/{id}", "patch", vec![&if_match], &["200"][..]),
+        ("/products/{id}", "delete", vec![&if_match], &[][..]),
+    ] {
+        let operation = &mut paths[path][method];
+        if !operation.is_object() {
+            continue;
+        }
+        if let Some(list) = operation["parameters"].as_array_mut() {
+            list.extend(parameters.into_iter().cloned());
+        } else {
+            operation["parameters"] = Value::Array(parameters.into_iter().cloned().collect());
+        }
+        let responses = &mut operation["responses"];
+        for status in product_statuses {
+            responses[*status]["headers"]["ETag"] = etag_header();
+        }
+        let request_id = json!({"X-Request-Id": request_id_header()});
+        if responses["400"].is_null() {
+            responses["400"] = problem(
+                "A malformed If-Match or If-None-Match: `errors` names it",
+                request_id.clone(),
+            );
+        }
+        if method == "get" || method == "head" {
+            responses["304"] = json!({
+                "description": "Not Modified: the If-None-Match tag is still current",
+                "headers": {"ETag": etag_header(), "X-Request-Id": request_id_header()},
+            });
+        } else {
+            responses["412"] = problem(
+                "A precondition is false (If-Match, If-None-Match or a version member); nothing \
+                 written. ETag: the product's current tag, when it exists",
+                json!({"ETag": etag_header(), "X-Request-Id": request_id_header()}),
+            );
+        }
+        if matches!(method, "put" | "patch" | "delete") {
+            responses["428"] = problem(
+                "REQUIRE_IF_MATCH is on and the request names no version (If-Match or a \
+                 version member)",
+                request_id,
+            );
+        }
+    }
 }
 
 /// The links of the answers that hold a product (OpenAPI 3.1, section 4.8.20): from it to

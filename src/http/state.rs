@@ -15,6 +15,8 @@ pub struct AppState {
     /// How long a request's body may take to arrive once its head has
     /// (`CLIENT_REQUEST_TIMEOUT_MS`); then 408.
     pub body_timeout: std::time::Duration,
+    /// Whether PUT, PATCH and DELETE must name the version they change (`REQUIRE_IF_MATCH`).
+    pub require_if_match: bool,
     /// Peers whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

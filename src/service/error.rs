@@ -3,6 +3,7 @@
 
 use crate::db::fault::{self, DbFault};
 use crate::db::sqlstate::SqlStates;
+use crate::domain::PreconditionFailed;
 use crate::store::StoreError;
 
 /// Why a request could not be served right now (the HTTP layer answers 503 with
@@ -24,6 +25,10 @@ pub enum ServiceError {
     NotFound,
     #[error("another product (id {existing_id}) already has this brand, serial and manufacturer")]
     KeyConflict { existing_id: i64 },
+    /// A precondition (`If-Match`, `If-None-Match`, a `version` member) was false; nothing was
+    /// written.
+    #[error("a precondition of the request is false")]
+    PreconditionFailed(PreconditionFailed),
     #[error("service unavailable ({why:?})")]
     Unavailable {
         why: Unavailable,
@@ -65,7 +70,10 @@ impl ServiceError {
                 ..
             } => Some(*fault),
             Self::Internal(_) => Some(DbFault::Other),
-            Self::Unavailable { .. } | Self::NotFound | Self::KeyConflict { .. } => None,
+            Self::Unavailable { .. }
+            | Self::NotFound
+            | Self::KeyConflict { .. }
+            | Self::PreconditionFailed(_) => None,
         }
     }
 }
@@ -78,6 +86,7 @@ impl ServiceError {
             StoreError::NotFound => Self::NotFound,
             StoreError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
             StoreError::KeyKeptMoving => Self::unavailable(Unavailable::Contention),
+            StoreError::PreconditionFailed(failed) => Self::PreconditionFailed(failed),
             StoreError::Database(e) => {
                 Self::from_fault(fault::classify(&e, sqlstates.first().as_ref()), e)
             }

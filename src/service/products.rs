@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::db::DbPool;
-use crate::domain::{ListPage, ListQuery, Product, ProductInput, ProductPatch};
+use crate::domain::{ListPage, ListQuery, Preconditions, Product, ProductInput, ProductPatch};
 use crate::service::error::ServiceError;
 use crate::service::group_commit::GroupCommit;
 use crate::service::key_gate::KeyGate;
@@ -59,9 +59,24 @@ impl ProductService {
     /// [`ServiceError::Unavailable`] when a lock, the pool or the database is not available in
     /// time (nothing written); [`ServiceError::Internal`] on a bug.
     pub async fn upsert(&self, input: ProductInput) -> Result<Upserted, ServiceError> {
+        self.upsert_if(input, &Preconditions::default()).await
+    }
+
+    /// [`Self::upsert`] under `preconditions` (`If-Match`, `If-None-Match`), checked against
+    /// the key's row once its lock is held. A conditional upsert runs in a transaction of its
+    /// own (not in a group-commit batch), behind this instance's other requests for the key.
+    ///
+    /// # Errors
+    /// [`ServiceError::PreconditionFailed`] with the current product, nothing written; as
+    /// [`Self::upsert`].
+    pub async fn upsert_if(
+        &self,
+        input: ProductInput,
+        preconditions: &Preconditions,
+    ) -> Result<Upserted, ServiceError> {
         let committed = match &self.group_commit {
-            Some(group) => group.submit(input).await?,
-            None => self.upsert_alone(&input).await?,
+            Some(group) if preconditions.is_empty() => group.submit(input).await?,
+            _ => self.upsert_alone(&input, preconditions).await?,
         };
         if let Some(lock_wait) = committed.lock_wait {
             self.writer.metrics.observe_lock_wait(lock_wait);
@@ -71,7 +86,11 @@ impl ProductService {
 
     /// The single-request path (`GROUP_COMMIT=false`): one transaction per upsert, behind this
     /// instance's other requests for the same key.
-    async fn upsert_alone(&self, input: &ProductInput) -> Result<Committed, ServiceError> {
+    async fn upsert_alone(
+        &self,
+        input: &ProductInput,
+        preconditions: &Preconditions,
+    ) -> Result<Committed, ServiceError> {
         // Queue without holding a connection; the wait counts as lock wait and is bounded by the
         // same LOCK_TIMEOUT_MS.
         let entered = Instant::now();
@@ -82,7 +101,9 @@ impl ProductService {
                 let error = ServiceError::lock_timeout();
                 self.writer.runner.count(error)
             })?;
-        self.writer.upsert_one(input, entered).await
+        self.writer
+            .upsert_one_if(input, preconditions, entered)
+            .await
     }
 
     /// The product `id`.
@@ -122,29 +143,39 @@ impl ProductService {
         Ok(ListPage { items, next_after })
     }
 
-    /// Applies `patch` to the product `id` (PUT and PATCH both come here).
+    /// Applies `patch` to the product `id` (PUT and PATCH both come here), if `preconditions`
+    /// hold for it.
     ///
     /// # Errors
-    /// [`ServiceError::NotFound`]; [`ServiceError::KeyConflict`] when another product holds the
-    /// new key; [`ServiceError::Unavailable`] as for [`Self::upsert`].
-    pub async fn update(&self, id: i64, patch: &ProductPatch) -> Result<Product, ServiceError> {
+    /// [`ServiceError::NotFound`]; [`ServiceError::PreconditionFailed`];
+    /// [`ServiceError::KeyConflict`] when another product holds the new key;
+    /// [`ServiceError::Unavailable`] as for [`Self::upsert`].
+    pub async fn update(
+        &self,
+        id: i64,
+        patch: &ProductPatch,
+        preconditions: &Preconditions,
+    ) -> Result<Product, ServiceError> {
         let settings = &self.writer.settings;
         self.writer
             .runner
-            .run(async |conn| store::products::update(conn, settings, id, patch).await)
+            .run(async |conn| {
+                store::products::update(conn, settings, id, patch, preconditions).await
+            })
             .await
     }
 
-    /// Deletes the product `id`.
+    /// Deletes the product `id`, if `preconditions` hold for it.
     ///
     /// # Errors
-    /// [`ServiceError::NotFound`] if there was none, or the database fault.
-    pub async fn delete(&self, id: i64) -> Result<(), ServiceError> {
+    /// [`ServiceError::NotFound`] if there was none; [`ServiceError::PreconditionFailed`]; or
+    /// the database fault.
+    pub async fn delete(&self, id: i64, preconditions: &Preconditions) -> Result<(), ServiceError> {
         let settings = &self.writer.settings;
         let deleted = self
             .writer
             .runner
-            .run(async |conn| store::products::delete(conn, settings, id).await)
+            .run(async |conn| store::products::delete(conn, settings, id, preconditions).await)
             .await?;
         if deleted {
             Ok(())

@@ -102,6 +102,9 @@ impl Runner {
 
     /// Counts a database fault (`error`'s, if it is one) in the metrics and hands `error` back.
     pub fn count(&self, error: ServiceError) -> ServiceError {
+        if let ServiceError::PreconditionFailed(_) = error {
+            self.metrics.count_precondition_failed();
+        }
         match error.fault() {
             Some(DbFault::PoolTimeout) => self.metrics.count_pool_timeout(),
             Some(DbFault::LockTimeout) => self.metrics.count_db_error(DbErrorKind::LockTimeout),

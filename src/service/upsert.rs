@@ -4,11 +4,18 @@
 use std::time::{Duration, Instant};
 
 use crate::db::DbFault;
-use crate::domain::ProductInput;
+use crate::domain::{Preconditions, ProductInput};
 use crate::service::error::ServiceError;
 use crate::service::runner::Runner;
 use crate::store::{self, TxSettings, Upserted};
 use crate::telemetry::metrics::{Metrics, UpsertOutcome};
+
+/// No precondition at all (the unconditional upsert).
+const NO_PRECONDITIONS: Preconditions = Preconditions {
+    if_match: None,
+    if_none_match: None,
+    version: None,
+};
 
 /// A committed upsert.
 #[derive(Debug, Clone)]
@@ -40,7 +47,22 @@ impl Writer {
         input: &ProductInput,
         entered: Instant,
     ) -> Result<Committed, ServiceError> {
-        let (result, transaction) = self.attempt(input, entered, None).await;
+        let (result, transaction) = self.attempt(input, &NO_PRECONDITIONS, entered, None).await;
+        self.finish(input, result, transaction)
+    }
+
+    /// [`Writer::upsert_one`] under `preconditions`, checked against the key's row once it is
+    /// locked (`If-Match`, `If-None-Match` on a POST).
+    ///
+    /// # Errors
+    /// [`ServiceError::PreconditionFailed`] when one is false; as [`Writer::upsert_one`].
+    pub async fn upsert_one_if(
+        &self,
+        input: &ProductInput,
+        preconditions: &Preconditions,
+        entered: Instant,
+    ) -> Result<Committed, ServiceError> {
+        let (result, transaction) = self.attempt(input, preconditions, entered, None).await;
         self.finish(input, result, transaction)
     }
 
@@ -55,7 +77,9 @@ impl Writer {
         entered: Instant,
         cap: Duration,
     ) -> Option<Result<Committed, ServiceError>> {
-        let (result, transaction) = self.attempt(input, entered, Some(cap)).await;
+        let (result, transaction) = self
+            .attempt(input, &NO_PRECONDITIONS, entered, Some(cap))
+            .await;
         let budget_left = Duration::from_millis(self.settings.lock_timeout_ms)
             .saturating_sub(entered.elapsed())
             > Duration::ZERO;
@@ -71,6 +95,7 @@ impl Writer {
     async fn attempt(
         &self,
         input: &ProductInput,
+        preconditions: &Preconditions,
         entered: Instant,
         cap: Option<Duration>,
     ) -> (Result<Committed, ServiceError>, Option<Duration>) {
@@ -88,7 +113,11 @@ impl Writer {
             .runner
             .run_uncounted(async |conn| {
                 let started = Instant::now();
-                let result = store::upsert(conn, &settings, input).await;
+                let result = if preconditions.is_empty() {
+                    store::upsert(conn, &settings, input).await
+                } else {
+                    store::upsert::upsert_if(conn, &settings, input, preconditions).await
+                };
                 transaction = Some(started.elapsed());
                 result
             })

@@ -10,6 +10,8 @@ pub enum StoreError {
     KeyConflict { existing_id: i64 },
     #[error("the row's key kept changing under concurrent writers")]
     KeyKeptMoving,
+    #[error("a precondition of the request is false")]
+    PreconditionFailed(crate::domain::PreconditionFailed),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }

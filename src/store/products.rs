@@ -5,7 +5,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::prepared::Prepared;
 use crate::db::schema::products;
-use crate::domain::{ListQuery, Product, ProductKey, ProductPatch};
+use crate::domain::{ListQuery, Preconditions, Product, ProductKey, ProductPatch};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits, lock_keys};
 use crate::store::models::{ProductChanges, ProductRow};
@@ -48,14 +48,18 @@ async fn update_row(
 /// order); answers [`StoreError::KeyConflict`] when another row already holds the new key, so no
 /// update can create a duplicate.
 ///
+/// `preconditions` are checked against the row once it is locked.
+///
 /// # Errors
-/// [`StoreError::NotFound`], [`StoreError::KeyConflict`], [`StoreError::KeyKeptMoving`] after
-/// [`MAX_KEY_CHANGE_ATTEMPTS`] tries, or the database error.
+/// [`StoreError::NotFound`], [`StoreError::PreconditionFailed`], [`StoreError::KeyConflict`],
+/// [`StoreError::KeyKeptMoving`] after [`MAX_KEY_CHANGE_ATTEMPTS`] tries, or the database
+/// error.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
     id: i64,
     patch: &ProductPatch,
+    preconditions: &Preconditions,
 ) -> Result<Product, StoreError> {
     for _ in 0..MAX_KEY_CHANGE_ATTEMPTS {
         let attempt = conn
@@ -84,6 +88,9 @@ pub async fn update(
                     // Another writer moved the row after we read it: we hold the wrong lock.
                     return Ok(None);
                 }
+                preconditions
+                    .check(Some(&Product::from(locked)))
+                    .map_err(StoreError::PreconditionFailed)?;
                 if new_key != old_key {
                     let holders = rows_with_key_for_update(conn, &new_key).await?;
                     if let Some(other) = <[ProductRow]>::first(&holders) {
@@ -111,16 +118,36 @@ pub async fn update(
     Err(StoreError::KeyKeptMoving)
 }
 
-/// Deletes the product `id`; `false` if there was none.
+/// Deletes the product `id`; `false` if there was none. With `preconditions`, the row is
+/// locked and they are checked first.
+///
+/// # Errors
+/// [`StoreError::PreconditionFailed`], or the database error.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
     id: i64,
+    preconditions: &Preconditions,
 ) -> Result<bool, StoreError> {
     conn.build_transaction()
         .read_committed()
         .run(async |conn: &mut AsyncPgConnection| {
             bound_waits(conn, settings).await?;
+            if !preconditions.is_empty() {
+                let locked = products::table
+                    .find(id)
+                    .for_update()
+                    .select(ProductRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let Some(locked) = locked else {
+                    return Ok(false);
+                };
+                preconditions
+                    .check(Some(&Product::from(locked)))
+                    .map_err(StoreError::PreconditionFailed)?;
+            }
             let deleted = diesel::delete(products::table.find(id))
                 .execute(conn)
                 .await?;

@@ -8,10 +8,11 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::prepared::Prepared;
-use crate::domain::{Product, ProductInput, ProductKey};
+use crate::domain::{Preconditions, Product, ProductInput, ProductKey};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits_query, lock_key_query, try_lock_keys_query};
 use crate::store::models::ProductRow;
+use crate::store::products::rows_with_key_for_update;
 
 /// What one upsert did.
 #[derive(Debug, Clone)]
@@ -237,6 +238,48 @@ pub async fn upsert_free(
                 .map(|granted| granted.then(|| rows.next().map(Upserted::from)).flatten())
                 .collect();
             Ok::<_, StoreError>(outcomes)
+        })
+        .await
+}
+
+/// [`upsert`] under preconditions (`If-Match`, `If-None-Match`): after the key's lock, the key's
+/// rows are read and locked, and `preconditions` are checked against the oldest (the one the
+/// upsert would update; none when it would create); only if they hold is it written.
+///
+/// Four round trips (`BEGIN`; the wait bounds and the lock; the read; the write and `COMMIT`),
+/// one more than [`upsert`]: only conditional requests pay it.
+///
+/// # Errors
+/// [`StoreError::PreconditionFailed`] with the current product, nothing written; or as
+/// [`upsert`].
+pub async fn upsert_if(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    input: &ProductInput,
+    preconditions: &Preconditions,
+) -> Result<(Upserted, Option<Duration>), StoreError> {
+    conn.build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            let mut pipeline: &AsyncPgConnection = conn;
+            let bounds = bound_waits_query(settings).execute(&mut pipeline);
+            let lock = settings.takes_advisory_locks().then(|| {
+                let asked = Instant::now();
+                let granted = lock_key_query(&input.key).execute(&mut pipeline);
+                async move { granted.await.map(|_| asked.elapsed()) }
+            });
+            let (bounds, lock) = futures_util::future::join(bounds, optional(lock)).await;
+            bounds?;
+            let waited = lock?;
+            let rows = rows_with_key_for_update(conn, &input.key).await?;
+            let current = rows.into_iter().next().map(Product::from);
+            preconditions
+                .check(current.as_ref())
+                .map_err(StoreError::PreconditionFailed)?;
+            let row = upsert_query(settings, input)
+                .get_result::<UpsertRow>(conn)
+                .await?;
+            Ok::<_, StoreError>((Upserted::from(row), waited))
         })
         .await
 }

@@ -31,6 +31,7 @@ pub struct Metrics {
     pool_max: IntGauge,
     pool_waiting: IntGauge,
     pool_timeouts: IntCounter,
+    precondition_failed: IntCounter,
     db_errors: IntCounterVec,
     duplicate_groups: IntGauge,
     duplicate_scan_timestamp: Gauge,
@@ -201,6 +202,13 @@ impl Metrics {
                     "Requests that got no pooled connection within DB_POOL_TIMEOUT_MS",
                 ),
             ),
+            precondition_failed: register(
+                r,
+                IntCounter::new(
+                    "precondition_failed_total",
+                    "Writes refused with 412: If-Match, If-None-Match or a version member was false",
+                ),
+            ),
             db_errors: register(
                 r,
                 IntCounterVec::new(
@@ -238,6 +246,11 @@ impl Metrics {
         self.http_duration
             .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one write refused because a precondition was false (412).
+    pub fn count_precondition_failed(&self) {
+        self.precondition_failed.inc();
     }
 
     /// Counts one upsert that reached the database, with the duration of its transaction.

@@ -35,6 +35,7 @@ mod openapi;
 mod operations;
 #[cfg(feature = "pooler-tests")]
 mod pooler;
+mod preconditions;
 mod resource;
 mod unavailable;
 mod upsert;

@@ -2,10 +2,14 @@
 //! one service call and renders its answer.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use serde::Serialize;
 
-use crate::domain::{BodyFormat, InputError, ListParams, Product, ProductInput, ProductPatch};
+use crate::domain::{
+    BodyFormat, InputError, ListParams, Preconditions, Product, ProductInput, ProductPatch,
+    entity_tag,
+};
+use crate::http::conditional::Conditions;
 use crate::http::extract::{ProductId, RequestBody};
 use crate::http::forwarded::base_url;
 use crate::http::problem::ApiError;
@@ -31,17 +35,43 @@ use crate::http::state::AppState;
 pub async fn upsert(
     state: web::Data<AppState>,
     body: RequestBody,
+    conditions: Conditions,
 ) -> Result<HttpResponse, ApiError> {
     let input = ProductInput::parse(&body.bytes, body.format)?;
-    let upserted = state.service.upsert(input).await?;
+    // A POST's `version` member is read-only data sent back, not a precondition.
+    let upserted = state.service.upsert_if(input, &conditions.0).await?;
     let product = &upserted.product;
     Ok(if upserted.created {
-        HttpResponse::Created()
-            .insert_header((header::LOCATION, format!("/products/{}", product.id)))
-            .json(product)
+        let mut created = HttpResponse::Created();
+        created.insert_header((header::LOCATION, format!("/products/{}", product.id)));
+        with_etag(created, product)
     } else {
-        HttpResponse::Ok().json(product)
+        with_etag(HttpResponse::Ok(), product)
     })
+}
+
+/// `builder`'s answer with `product` as its body and its `ETag` (RFC 9110, section 8.8.3).
+fn with_etag(mut builder: HttpResponseBuilder, product: &Product) -> HttpResponse {
+    builder
+        .insert_header((header::ETAG, entity_tag(product)))
+        .json(product)
+}
+
+/// The preconditions of a PUT, PATCH or DELETE: the headers' and the body's `version`;
+/// `REQUIRE_IF_MATCH` demands that one of them names the version the write changes.
+fn write_preconditions(
+    state: &AppState,
+    conditions: Conditions,
+    version: Option<i64>,
+) -> Result<Preconditions, ApiError> {
+    let preconditions = Preconditions {
+        version,
+        ..conditions.0
+    };
+    if state.require_if_match && !preconditions.names_a_version() {
+        return Err(ApiError::PreconditionRequired);
+    }
+    Ok(preconditions)
 }
 
 /// `GET /products/{id}`.
@@ -55,9 +85,18 @@ pub async fn upsert(
         NotFound, Unavailable,
     )
 )]
-pub async fn get(state: web::Data<AppState>, id: ProductId) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    id: ProductId,
+    conditions: Conditions,
+) -> Result<HttpResponse, ApiError> {
     let product = state.service.get(id.0).await?;
-    Ok(HttpResponse::Ok().json(product))
+    if conditions.0.not_modified(&product) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, entity_tag(&product)))
+            .finish());
+    }
+    Ok(with_etag(HttpResponse::Ok(), &product))
 }
 
 /// `PUT /products/{id}`: replaces every writable field; omitted optional ones return to their
@@ -77,8 +116,9 @@ pub async fn replace(
     state: web::Data<AppState>,
     body: RequestBody,
     id: Result<ProductId, ApiError>,
+    conditions: Conditions,
 ) -> Result<HttpResponse, ApiError> {
-    update(&state, &body, id, ProductPatch::replacing).await
+    update(&state, &body, id, conditions, ProductPatch::replacing).await
 }
 
 /// `PATCH /products/{id}`: changes only the fields it names.
@@ -97,8 +137,9 @@ pub async fn patch(
     state: web::Data<AppState>,
     body: RequestBody,
     id: Result<ProductId, ApiError>,
+    conditions: Conditions,
 ) -> Result<HttpResponse, ApiError> {
-    update(&state, &body, id, ProductPatch::parse).await
+    update(&state, &body, id, conditions, ProductPatch::parse).await
 }
 
 /// PUT and PATCH: the body parsed by `parse` into a patch, applied to product `id`. The body is
@@ -107,12 +148,14 @@ async fn update(
     state: &AppState,
     body: &RequestBody,
     id: Result<ProductId, ApiError>,
+    conditions: Conditions,
     parse: fn(&[u8], BodyFormat) -> Result<ProductPatch, InputError>,
 ) -> Result<HttpResponse, ApiError> {
     let patch = parse(&body.bytes, body.format)?;
     let id = id?;
-    let product = state.service.update(id.0, &patch).await?;
-    Ok(HttpResponse::Ok().json(product))
+    let preconditions = write_preconditions(state, conditions, patch.version)?;
+    let product = state.service.update(id.0, &patch, &preconditions).await?;
+    Ok(with_etag(HttpResponse::Ok(), &product))
 }
 
 /// `DELETE /products/{id}`: 204, or 404 if there was none.
@@ -123,8 +166,13 @@ async fn update(
     params(("id" = i64, Path, description = "Product id")),
     responses((status = 204, description = "Deleted"), NotFound, Unavailable)
 )]
-pub async fn delete(state: web::Data<AppState>, id: ProductId) -> Result<HttpResponse, ApiError> {
-    state.service.delete(id.0).await?;
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: ProductId,
+    conditions: Conditions,
+) -> Result<HttpResponse, ApiError> {
+    let preconditions = write_preconditions(&state, conditions, None)?;
+    state.service.delete(id.0, &preconditions).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
