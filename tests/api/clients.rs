@@ -388,7 +388,7 @@ async fn form_bodies_are_read_with_the_same_fields_and_checks_as_json() {
 }
 
 #[tokio::test]
-async fn what_a_get_returned_can_be_sent_back_its_read_only_members_ignored() {
+async fn what_a_get_returned_can_be_sent_back_its_read_only_members_ignored_and_version_checked() {
     let app = spawn_app().await;
     let created = json(app.post_product(&product("Back", "1", "M")).await).await;
     let path = format!("/products/{}", created["id"]);
@@ -396,7 +396,6 @@ async fn what_a_get_returned_can_be_sent_back_its_read_only_members_ignored() {
     let mut changed = created.clone();
     changed["name"] = json!("renamed");
     changed["id"] = json!(999_999);
-    changed["version"] = json!(77);
     changed["created_at"] = json!("not even a time");
     let replaced = app
         .client
@@ -415,6 +414,16 @@ async fn what_a_get_returned_can_be_sent_back_its_read_only_members_ignored() {
     assert_eq!(replaced["version"], 2);
     assert_eq!(replaced["created_at"], created["created_at"]);
 
+    // Sent back once more, the copy is stale now (version 1): a PUT refuses it, a POST (an
+    // upsert by key, where version is read-only) takes it.
+    let stale = app
+        .client
+        .put(app.url(&path))
+        .json(&changed)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(stale.status(), 412);
     let upserted = app.post_product(&changed).await;
     assert_eq!(upserted.status(), 200, "POSTing it back is an upsert");
     assert_eq!(app.count_products("true").await, 1);
