@@ -16,6 +16,7 @@
 //! | `KEEP_ALIVE_SECS` | `5` | how long an idle keep-alive connection stays open (0: close after each response) |
 //! | `MAX_CONNECTIONS` | `10000` | most open client connections; more wait in the listen backlog |
 //! | `CORS_ALLOWED_ORIGINS` | unset | origins browsers may call the API from (comma-separated, or `*`); unset: no CORS |
+//! | `IDEMPOTENCY_TTL_SECS` | `86400` | how long the answer of a request with an `Idempotency-Key` is kept for retries |
 //! | `REQUIRE_IF_MATCH` | `false` | PUT, PATCH and DELETE without `If-Match` (or a `version` member) are a 428 |
 //! | `TRUSTED_PROXIES` | unset | addresses or CIDR blocks whose `X-Forwarded-Proto`/`-Host` are believed |
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
@@ -117,6 +118,12 @@ pub struct Config {
           value_parser = parse_origin)]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Seconds the answer of a request sent with an `Idempotency-Key` is kept, for its retries;
+    /// expired keys are deleted in the background.
+    #[arg(long, env = "IDEMPOTENCY_TTL_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub idempotency_ttl_secs: u64,
+
     /// Whether PUT, PATCH and DELETE must name the version they change, with `If-Match` or a
     /// `version` member: without, 428 Precondition Required (RFC 6585, section 3).
     #[arg(long, env = "REQUIRE_IF_MATCH", default_value_t = false,
@@ -209,6 +216,7 @@ impl Default for Config {
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             require_if_match: false,
+            idempotency_ttl_secs: 86_400,
             http_workers: None,
             metrics_addr: None,
             duplicate_scan_interval_secs: 60,
@@ -276,6 +284,11 @@ impl Config {
     /// How long a request may wait for a pooled connection.
     pub fn pool_timeout(&self) -> Duration {
         Duration::from_millis(self.db_pool_timeout_ms)
+    }
+
+    /// How long an idempotency key's answer is kept.
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl_secs)
     }
 
     /// How long a client may take to send a request's head, and then its body.

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::db::embedded::EmbeddedPostgres;
 use crate::db::{self, DbSetupError};
 use crate::http::{self, AppState};
-use crate::service::{ProductService, duplicate_scan};
+use crate::service::{ProductService, duplicate_scan, idempotency_cleanup};
 use crate::store::{self, locks::LockCheckError};
 use crate::telemetry::metrics::Metrics;
 
@@ -39,6 +39,7 @@ pub struct Application {
     metrics_port: Option<u16>,
     metrics_server: Option<Server>,
     duplicate_scan: Option<tokio::task::JoinHandle<()>>,
+    idempotency_cleanup: tokio::task::JoinHandle<()>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -133,6 +134,11 @@ impl Application {
                 (Some(server), Some(metrics_port))
             }
         };
+        // Expired idempotency keys go within a minute (sooner when they live less).
+        let idempotency_cleanup = tokio::spawn(idempotency_cleanup::run(
+            pool.clone(),
+            config.idempotency_ttl().min(Duration::from_secs(60)),
+        ));
         let duplicate_scan = (config.duplicate_scan_interval_secs > 0).then(|| {
             let interval = Duration::from_secs(config.duplicate_scan_interval_secs);
             tokio::spawn(duplicate_scan::run(pool, metrics, interval))
@@ -143,6 +149,7 @@ impl Application {
             metrics_port,
             metrics_server,
             duplicate_scan,
+            idempotency_cleanup,
             embedded,
         })
     }
@@ -175,6 +182,7 @@ impl Application {
         if let Some(scan) = self.duplicate_scan {
             scan.abort();
         }
+        self.idempotency_cleanup.abort();
         db::close(self.embedded).await;
         result
     }

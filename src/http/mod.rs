@@ -5,6 +5,7 @@ pub mod conditional;
 pub mod cors;
 pub mod extract;
 pub mod forwarded;
+pub mod idempotency;
 pub mod middleware;
 pub mod problem;
 pub mod routes;

@@ -86,6 +86,16 @@ pub enum ApiError {
         etag: Option<String>,
     },
     #[error(
+        "another request with this Idempotency-Key is still running; retry after it has \
+         finished to get its answer"
+    )]
+    IdempotencyKeyInProgress,
+    #[error(
+        "this Idempotency-Key was used for another request (another body or route); use a new \
+         key for a new request"
+    )]
+    IdempotencyKeyReused,
+    #[error(
         "this write must say which version it changes: send If-Match with the product's ETag \
          (or a version member in the body); REQUIRE_IF_MATCH is on"
     )]
@@ -166,6 +176,14 @@ impl ApiError {
                 "urn:product-service:problem:precondition-failed",
                 "Precondition Failed",
             ),
+            Self::IdempotencyKeyInProgress => (
+                "urn:product-service:problem:idempotency-key-in-progress",
+                "Request In Progress",
+            ),
+            Self::IdempotencyKeyReused => (
+                "urn:product-service:problem:idempotency-key-reused",
+                "Idempotency Key Reused",
+            ),
             Self::PreconditionRequired => (
                 "urn:product-service:problem:precondition-required",
                 "Precondition Required",
@@ -219,6 +237,8 @@ impl ResponseError for ApiError {
             Self::KeyConflict { .. } => StatusCode::CONFLICT,
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -260,7 +280,7 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         match self {
-            Self::Unavailable { .. } | Self::NotReady(_) => {
+            Self::Unavailable { .. } | Self::NotReady(_) | Self::IdempotencyKeyInProgress => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string()));
             }
             Self::MethodNotAllowed { allow } => {
@@ -295,6 +315,8 @@ impl From<ServiceError> for ApiError {
         match error {
             ServiceError::NotFound => Self::ProductNotFound,
             ServiceError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
+            ServiceError::KeyInProgress => Self::IdempotencyKeyInProgress,
+            ServiceError::KeyReused => Self::IdempotencyKeyReused,
             ServiceError::PreconditionFailed(failed) => Self::PreconditionFailed {
                 etag: failed.current.as_deref().map(entity_tag),
             },

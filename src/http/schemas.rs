@@ -409,6 +409,52 @@ pub fn complete(doc: &mut Value) {
     }
     add_links(doc);
     add_preconditions(doc);
+    add_idempotency(doc);
+}
+
+/// An `Idempotency-Key`: 1 to 255 printable ASCII characters, bare (not starting with a quote
+/// or ending with a space) or as a structured-field string (`"..."`, `\"` and `\\` escaped).
+pub(crate) const IDEMPOTENCY_KEY_PATTERN: &str =
+    r#"^([!#-~]([ -~]{0,253}[!-~])?|"([ !#-\[\]-~]|\\["\\]){1,255}")$"#;
+
+/// `Idempotency-Key` on `POST /products` (IETF draft-ietf-httpapi-idempotency-key-header): the
+/// header, the replay marker, 409 while the first runs, 422 for another request.
+fn add_idempotency(doc: &mut Value) {
+    let operation = &mut doc["paths"]["/products"]["post"];
+    if !operation.is_object() {
+        return;
+    }
+    let parameter = json!({
+        "name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "Run this request once: a retry with the same key gets the first answer \
+            back (Idempotent-Replayed: true), for IDEMPOTENCY_TTL_SECS; only answers of writes \
+            that succeeded are kept",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+    });
+    match operation["parameters"].as_array_mut() {
+        Some(list) => list.push(parameter),
+        None => operation["parameters"] = json!([parameter]),
+    }
+    let responses = &mut operation["responses"];
+    for status in ["200", "201"] {
+        responses[status]["headers"]["Idempotent-Replayed"] = json!({
+            "description": "true: this is the stored answer of the first request with this \
+                Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        });
+    }
+    responses["409"] = problem(
+        "Another request with this Idempotency-Key is still running; retry later",
+        json!({
+            "Retry-After": {"description": "Seconds to wait before retrying",
+                "schema": {"type": "integer"}},
+            "X-Request-Id": request_id_header(),
+        }),
+    );
+    responses["422"] = problem(
+        "This Idempotency-Key was used for another request (body or route)",
+        json!({"X-Request-Id": request_id_header()}),
+    );
 }
 
 /// `If-Match` and `If-None-Match` (RFC 9110, section 13.1): `*`, or entity-tags (ASCII

@@ -25,6 +25,12 @@ pub enum ServiceError {
     NotFound,
     #[error("another product (id {existing_id}) already has this brand, serial and manufacturer")]
     KeyConflict { existing_id: i64 },
+    /// Another request with this `Idempotency-Key` is running now.
+    #[error("another request with this idempotency key is running")]
+    KeyInProgress,
+    /// This `Idempotency-Key` was used for another request.
+    #[error("this idempotency key was used for another request")]
+    KeyReused,
     /// A precondition (`If-Match`, `If-None-Match`, a `version` member) was false; nothing was
     /// written.
     #[error("a precondition of the request is false")]
@@ -73,7 +79,9 @@ impl ServiceError {
             Self::Unavailable { .. }
             | Self::NotFound
             | Self::KeyConflict { .. }
-            | Self::PreconditionFailed(_) => None,
+            | Self::PreconditionFailed(_)
+            | Self::KeyInProgress
+            | Self::KeyReused => None,
         }
     }
 }
@@ -87,6 +95,8 @@ impl ServiceError {
             StoreError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
             StoreError::KeyKeptMoving => Self::unavailable(Unavailable::Contention),
             StoreError::PreconditionFailed(failed) => Self::PreconditionFailed(failed),
+            StoreError::KeyInProgress => Self::KeyInProgress,
+            StoreError::KeyReused => Self::KeyReused,
             StoreError::Database(e) => {
                 Self::from_fault(fault::classify(&e, sqlstates.first().as_ref()), e)
             }

@@ -8,6 +8,7 @@
 pub mod duplicate_scan;
 pub mod error;
 pub mod group_commit;
+pub mod idempotency_cleanup;
 pub mod key_gate;
 pub mod products;
 pub mod readiness;

@@ -11,7 +11,8 @@ use crate::service::group_commit::GroupCommit;
 use crate::service::key_gate::KeyGate;
 use crate::service::readiness::{self, NotReady};
 use crate::service::runner::Runner;
-use crate::service::upsert::{Committed, Writer};
+use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
+use crate::store::idempotency::{IdempotencyKey, Idempotent, Respond};
 use crate::store::{self, TxSettings, Upserted};
 use crate::telemetry::metrics::Metrics;
 
@@ -23,6 +24,8 @@ pub struct ProductService {
     key_gate: Arc<KeyGate>,
     /// The group-commit queue, when `GROUP_COMMIT` is on.
     group_commit: Option<GroupCommit>,
+    /// How long an idempotency key's answer is kept (`IDEMPOTENCY_TTL_SECS`).
+    idempotency_ttl: Duration,
 }
 
 impl ProductService {
@@ -45,6 +48,7 @@ impl ProductService {
             writer,
             key_gate: Arc::default(),
             group_commit,
+            idempotency_ttl: config.idempotency_ttl(),
         }
     }
 
@@ -82,6 +86,69 @@ impl ProductService {
             self.writer.metrics.observe_lock_wait(lock_wait);
         }
         Ok(committed.upserted)
+    }
+
+    /// [`Self::upsert_if`] with an `Idempotency-Key`: the first request with `key` runs, in a
+    /// transaction of its own that also stores its answer (`respond` writes it); a retry gets
+    /// that answer back ([`Idempotent::Replayed`]).
+    ///
+    /// # Errors
+    /// [`ServiceError::KeyInProgress`] while another request with the key runs (on any
+    /// instance); [`ServiceError::KeyReused`] when the key was used for another request; as
+    /// [`Self::upsert_if`].
+    pub async fn upsert_once(
+        &self,
+        input: ProductInput,
+        preconditions: &Preconditions,
+        key: IdempotencyKey<'_>,
+        respond: &Respond,
+    ) -> Result<Idempotent<Upserted>, ServiceError> {
+        let (settings, ttl, metrics) = (
+            &self.writer.settings,
+            self.idempotency_ttl,
+            &self.writer.metrics,
+        );
+        let started = Instant::now();
+        let outcome = self
+            .writer
+            .runner
+            .run(async |conn| {
+                store::idempotency::upsert_once(
+                    conn,
+                    settings,
+                    key,
+                    ttl,
+                    &input,
+                    preconditions,
+                    respond,
+                )
+                .await
+            })
+            .await;
+        match outcome {
+            Ok(Idempotent::Ran((upserted, lock_wait), response)) => {
+                self.writer.record(Some(&upserted), started.elapsed());
+                if let Some(lock_wait) = lock_wait {
+                    metrics.observe_lock_wait(lock_wait);
+                }
+                warn_if_duplicated(&input, &upserted);
+                Ok(Idempotent::Ran(upserted, response))
+            }
+            Ok(Idempotent::Replayed(response)) => {
+                metrics.count_idempotency_replay();
+                Ok(Idempotent::Replayed(response))
+            }
+            Err(error) => {
+                match error {
+                    ServiceError::KeyInProgress => {
+                        metrics.count_idempotency_conflict("in_progress")
+                    }
+                    ServiceError::KeyReused => metrics.count_idempotency_conflict("reused"),
+                    _ => {}
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The single-request path (`GROUP_COMMIT=false`): one transaction per upsert, behind this

@@ -10,6 +10,10 @@ pub enum StoreError {
     KeyConflict { existing_id: i64 },
     #[error("the row's key kept changing under concurrent writers")]
     KeyKeptMoving,
+    #[error("another request with this idempotency key is running")]
+    KeyInProgress,
+    #[error("this idempotency key was used for another request")]
+    KeyReused,
     #[error("a precondition of the request is false")]
     PreconditionFailed(crate::domain::PreconditionFailed),
     #[error(transparent)]

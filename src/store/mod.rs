@@ -14,11 +14,13 @@
 //! | [`locks`] | the wait bounds and the advisory-lock statements (steps 1 and 2) |
 //! | [`upsert`] | the upsert of one product (waiting for its key), or of many whose keys are free |
 //! | [`products`] | reads, updates (PUT, PATCH) and deletes by id, the filtered list |
+//! | [`idempotency`] | requests with an `Idempotency-Key`: run once, answer stored with the write |
 //! | [`duplicates`] | keys with several rows, or stored in other spellings: counting, listing, merging |
 //! | [`models`] | the row type and the changeset |
 
 pub mod duplicates;
 pub mod error;
+pub mod idempotency;
 pub mod locks;
 pub mod models;
 pub mod products;

@@ -246,8 +246,8 @@ pub async fn upsert_free(
 /// rows are read and locked, and `preconditions` are checked against the oldest (the one the
 /// upsert would update; none when it would create); only if they hold is it written.
 ///
-/// Four round trips (`BEGIN`; the wait bounds and the lock; the read; the write and `COMMIT`),
-/// one more than [`upsert`]: only conditional requests pay it.
+/// Five round trips (`BEGIN`, the wait bounds, the lock, the read, the write; then `COMMIT`),
+/// two more than [`upsert`]: only conditional requests pay them.
 ///
 /// # Errors
 /// [`StoreError::PreconditionFailed`] with the current product, nothing written; or as
@@ -261,25 +261,40 @@ pub async fn upsert_if(
     conn.build_transaction()
         .read_committed()
         .run(async |conn: &mut AsyncPgConnection| {
-            let mut pipeline: &AsyncPgConnection = conn;
-            let bounds = bound_waits_query(settings).execute(&mut pipeline);
-            let lock = settings.takes_advisory_locks().then(|| {
-                let asked = Instant::now();
-                let granted = lock_key_query(&input.key).execute(&mut pipeline);
-                async move { granted.await.map(|_| asked.elapsed()) }
-            });
-            let (bounds, lock) = futures_util::future::join(bounds, optional(lock)).await;
-            bounds?;
-            let waited = lock?;
-            let rows = rows_with_key_for_update(conn, &input.key).await?;
-            let current = rows.into_iter().next().map(Product::from);
-            preconditions
-                .check(current.as_ref())
-                .map_err(StoreError::PreconditionFailed)?;
-            let row = upsert_query(settings, input)
-                .get_result::<UpsertRow>(conn)
-                .await?;
-            Ok::<_, StoreError>((Upserted::from(row), waited))
+            bound_waits_query(settings).execute(conn).await?;
+            upsert_in(conn, settings, input, preconditions).await
         })
         .await
+}
+
+/// The upsert under `preconditions`, inside a transaction the caller opened (and whose waits it
+/// bounded): the key's lock in a statement of its own, then the key's rows read and locked, the
+/// preconditions checked against the oldest, and the write. Returns what it did and how long
+/// the lock took.
+///
+/// # Errors
+/// As [`upsert_if`].
+pub(crate) async fn upsert_in(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    input: &ProductInput,
+    preconditions: &Preconditions,
+) -> Result<(Upserted, Option<Duration>), StoreError> {
+    let waited = match settings.takes_advisory_locks() {
+        true => {
+            let asked = Instant::now();
+            lock_key_query(&input.key).execute(conn).await?;
+            Some(asked.elapsed())
+        }
+        false => None,
+    };
+    let rows = rows_with_key_for_update(conn, &input.key).await?;
+    let current = rows.into_iter().next().map(Product::from);
+    preconditions
+        .check(current.as_ref())
+        .map_err(StoreError::PreconditionFailed)?;
+    let row = upsert_query(settings, input)
+        .get_result::<UpsertRow>(conn)
+        .await?;
+    Ok((Upserted::from(row), waited))
 }

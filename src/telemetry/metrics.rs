@@ -32,6 +32,8 @@ pub struct Metrics {
     pool_waiting: IntGauge,
     pool_timeouts: IntCounter,
     precondition_failed: IntCounter,
+    idempotency_replays: IntCounter,
+    idempotency_conflicts: IntCounterVec,
     db_errors: IntCounterVec,
     duplicate_groups: IntGauge,
     duplicate_scan_timestamp: Gauge,
@@ -209,6 +211,24 @@ impl Metrics {
                     "Writes refused with 412: If-Match, If-None-Match or a version member was false",
                 ),
             ),
+            idempotency_replays: register(
+                r,
+                IntCounter::new(
+                    "idempotency_replays_total",
+                    "Requests answered with the stored answer of their Idempotency-Key",
+                ),
+            ),
+            idempotency_conflicts: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "idempotency_conflicts_total",
+                        "Requests refused for their Idempotency-Key, by kind: in_progress (409), \
+                         reused for another request (422)",
+                    ),
+                    &["kind"],
+                ),
+            ),
             db_errors: register(
                 r,
                 IntCounterVec::new(
@@ -246,6 +266,16 @@ impl Metrics {
         self.http_duration
             .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one request answered from its idempotency key's stored answer.
+    pub fn count_idempotency_replay(&self) {
+        self.idempotency_replays.inc();
+    }
+
+    /// Counts one request refused for its idempotency key: `kind` is `in_progress` or `reused`.
+    pub fn count_idempotency_conflict(&self, kind: &str) {
+        self.idempotency_conflicts.with_label_values(&[kind]).inc();
     }
 
     /// Counts one write refused because a precondition was false (412).

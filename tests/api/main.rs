@@ -29,6 +29,7 @@ mod conditions;
 mod dedupe;
 mod docs;
 mod helpers;
+mod idempotency;
 mod loadtest;
 mod normalisation;
 mod openapi;

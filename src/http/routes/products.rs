@@ -12,12 +12,15 @@ use crate::domain::{
 use crate::http::conditional::Conditions;
 use crate::http::extract::{ProductId, RequestBody};
 use crate::http::forwarded::base_url;
+use crate::http::idempotency::{IdempotencyKeyHeader, fingerprint, render};
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
     InvalidBody, InvalidQuery, KeyConflict, NotFound, NotJson, Page, ProductBody,
     ProductPatchRequest, ProductRequest, TooLarge, Unavailable,
 };
 use crate::http::state::AppState;
+use crate::store::Upserted;
+use crate::store::idempotency::{IdempotencyKey, Idempotent, StoredResponse};
 
 /// `POST /products`: create (201, `Location`) or update (200) the product with this key.
 #[utoipa::path(
@@ -36,18 +39,49 @@ pub async fn upsert(
     state: web::Data<AppState>,
     body: RequestBody,
     conditions: Conditions,
+    idempotency_key: IdempotencyKeyHeader,
 ) -> Result<HttpResponse, ApiError> {
     let input = ProductInput::parse(&body.bytes, body.format)?;
     // A POST's `version` member is read-only data sent back, not a precondition.
-    let upserted = state.service.upsert_if(input, &conditions.0).await?;
+    let Some(key) = idempotency_key.0 else {
+        let upserted = state.service.upsert_if(input, &conditions.0).await?;
+        return Ok(render(upsert_answer(&upserted), false));
+    };
+    let fingerprint = fingerprint("POST", "/products", &body.bytes);
+    let key = IdempotencyKey {
+        // Whose key: one namespace until callers have credentials of their own.
+        scope: "",
+        key: &key,
+        fingerprint: &fingerprint,
+    };
+    Ok(
+        match state
+            .service
+            .upsert_once(input, &conditions.0, key, &upsert_answer)
+            .await?
+        {
+            Idempotent::Ran(_, answer) => render(answer, false),
+            Idempotent::Replayed(answer) => render(answer, true),
+        },
+    )
+}
+
+/// The answer to an upsert: 201 with `Location` or 200, the product and its `ETag`; as it is
+/// sent, and stored for an idempotency key's replays.
+fn upsert_answer(upserted: &Upserted) -> StoredResponse {
     let product = &upserted.product;
-    Ok(if upserted.created {
-        let mut created = HttpResponse::Created();
-        created.insert_header((header::LOCATION, format!("/products/{}", product.id)));
-        with_etag(created, product)
-    } else {
-        with_etag(HttpResponse::Ok(), product)
-    })
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("etag".to_owned(), entity_tag(product)),
+    ];
+    if upserted.created {
+        headers.push(("location".to_owned(), format!("/products/{}", product.id)));
+    }
+    StoredResponse {
+        status: if upserted.created { 201 } else { 200 },
+        headers,
+        body: serde_json::to_vec(product).unwrap_or_default(),
+    }
 }
 
 /// `builder`'s answer with `product` as its body and its `ETag` (RFC 9110, section 8.8.3).
