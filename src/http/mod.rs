@@ -1,11 +1,13 @@
 //! The HTTP API on actix-web: shared state, problem+json errors, the middleware, extractors,
 //! the routes and the OpenAPI document. Handlers parse, make one service call and render.
 
+pub mod auth;
 pub mod cors;
 pub mod extract;
 pub mod forwarded;
 pub mod middleware;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod schemas;
 pub mod state;

@@ -29,6 +29,7 @@ mod conditions;
 mod dedupe;
 mod docs;
 mod helpers;
+mod limits;
 mod loadtest;
 mod normalisation;
 mod openapi;
