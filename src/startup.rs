@@ -148,8 +148,7 @@ impl Application {
             if let Some(limit) = &rate_limit {
                 app = app.app_data(limit.clone());
             }
-            let app = app
-                .configure(http::routes::configure);
+            let app = app.configure(http::routes::configure);
             if metrics_on_public_port {
                 app.configure(http::routes::configure_metrics)
             } else {

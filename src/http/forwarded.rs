@@ -121,7 +121,9 @@ mod tests {
     use super::*;
 
     fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
-        list.iter().map(|n| n.parse().expect("a CIDR block")).collect()
+        list.iter()
+            .map(|n| n.parse().expect("a CIDR block"))
+            .collect()
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -131,24 +133,48 @@ mod tests {
     #[test]
     fn the_client_is_the_right_most_forwarded_address_that_is_not_a_trusted_proxy() {
         let trusted = nets(&["10.0.0.0/8", "127.0.0.1/32"]);
-        let cases: &[(&str, &[&str], &str, &str)] = &[
-            ("127.0.0.1", &["203.0.113.7"], "203.0.113.7", "one proxy"),
-            ("127.0.0.1", &["198.51.100.1, 203.0.113.7"], "203.0.113.7", "a spoofed left entry"),
-            ("127.0.0.1", &["203.0.113.7, 10.1.2.3"], "203.0.113.7", "two proxies"),
-            ("127.0.0.1", &["203.0.113.7", "10.1.2.3"], "203.0.113.7", "two field lines"),
-            ("127.0.0.1", &["10.9.9.9, 10.1.2.3"], "10.9.9.9", "only proxies: the left-most"),
-            ("127.0.0.1", &["garbage, 10.1.2.3"], "10.1.2.3", "garbage: the last trusted hop"),
-            ("127.0.0.1", &["203.0.113.7:4711"], "203.0.113.7", "with a port"),
-            ("127.0.0.1", &["[2001:db8::1]:4711"], "2001:db8::1", "v6 with a port"),
-            ("127.0.0.1", &[], "127.0.0.1", "no header: the peer"),
-            ("192.0.2.9", &["203.0.113.7"], "192.0.2.9", "untrusted peer: ignored"),
+        // (X-Forwarded-For field lines, separated by `|`; the client; why), from a trusted peer.
+        let cases = [
+            ("203.0.113.7", "203.0.113.7", "one proxy"),
+            (
+                "198.51.100.1, 203.0.113.7",
+                "203.0.113.7",
+                "a spoofed left entry",
+            ),
+            ("203.0.113.7, 10.1.2.3", "203.0.113.7", "two proxies"),
+            ("203.0.113.7|10.1.2.3", "203.0.113.7", "two field lines"),
+            (
+                "10.9.9.9, 10.1.2.3",
+                "10.9.9.9",
+                "only proxies: the left-most",
+            ),
+            (
+                "garbage, 10.1.2.3",
+                "10.1.2.3",
+                "garbage: the last trusted hop",
+            ),
+            ("203.0.113.7:4711", "203.0.113.7", "with a port"),
+            ("[2001:db8::1]:4711", "2001:db8::1", "v6 with a port"),
+            ("", "127.0.0.1", "an empty header: the peer"),
         ];
-        for (peer, header, client, why) in cases {
+        for (header, client, why) in cases {
+            let lines = header.split('|');
             assert_eq!(
-                client_address(ip(peer), header.iter().copied(), &trusted),
+                client_address(ip("127.0.0.1"), lines, &trusted),
                 ip(client),
                 "{why}"
             );
         }
+        let none = std::iter::empty();
+        assert_eq!(
+            client_address(ip("127.0.0.1"), none, &trusted),
+            ip("127.0.0.1")
+        );
+        let untrusted = client_address(ip("192.0.2.9"), ["203.0.113.7"].into_iter(), &trusted);
+        assert_eq!(
+            untrusted,
+            ip("192.0.2.9"),
+            "from an untrusted peer: ignored"
+        );
     }
 }

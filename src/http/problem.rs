@@ -116,7 +116,8 @@ pub struct RateLimitFields {
 }
 
 /// The `RateLimit-Policy` field name.
-pub const RATELIMIT_POLICY: header::HeaderName = header::HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT_POLICY: header::HeaderName =
+    header::HeaderName::from_static("ratelimit-policy");
 /// The `RateLimit` field name.
 pub const RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
 /// The realm of `WWW-Authenticate` (RFC 6750, section 3).

@@ -94,12 +94,8 @@ impl ClientKey {
     }
 }
 
-type Limiter = RateLimiter<
-    ClientKey,
-    HashMapStateStore<ClientKey>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+type Limiter =
+    RateLimiter<ClientKey, HashMapStateStore<ClientKey>, DefaultClock, StateInformationMiddleware>;
 
 /// What the limiter decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -205,7 +205,10 @@ async fn many_distinct_clients_leave_bounded_state_that_the_clean_up_drops() {
         .map(|n| {
             let request = client
                 .get(app.url("/nowhere"))
-                .header("x-forwarded-for", format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255))
+                .header(
+                    "x-forwarded-for",
+                    format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255),
+                )
                 .send();
             async move { request.await.expect("send").status().as_u16() }
         })
@@ -324,7 +327,10 @@ async fn a_cors_preflight_needs_no_token() {
         .request(Method::OPTIONS, app.url("/products"))
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .expect("send");
@@ -374,7 +380,10 @@ fn the_tokens_file_is_reread_and_a_file_that_fails_keeps_the_previous_tokens() {
     assert_eq!(tokens.len(), 2);
     assert!(tokens.verify("first-token").is_some());
     assert!(tokens.verify("second-token").is_some());
-    assert!(tokens.verify("# the shop").is_none(), "a comment is no token");
+    assert!(
+        tokens.verify("# the shop").is_none(),
+        "a comment is no token"
+    );
 
     std::fs::write(&path, "third-token\n").expect("write");
     assert_eq!(tokens.reload(), Ok(1));
@@ -388,12 +397,18 @@ fn the_tokens_file_is_reread_and_a_file_that_fails_keeps_the_previous_tokens() {
         std::fs::write(&path, bad).expect("write");
         let error = tokens.reload().expect_err(bad);
         assert!(error.contains(says), "{error}");
-        assert!(!error.contains("token with"), "the message repeats no token");
+        assert!(
+            !error.contains("token with"),
+            "the message repeats no token"
+        );
         assert!(tokens.verify("third-token").is_some(), "kept after {bad:?}");
     }
     std::fs::remove_file(&path).expect("remove");
     assert!(tokens.reload().is_err());
-    assert!(tokens.verify("third-token").is_some(), "kept when unreadable");
+    assert!(
+        tokens.verify("third-token").is_some(),
+        "kept when unreadable"
+    );
 }
 
 #[tokio::test]
