@@ -411,12 +411,15 @@ fn the_tokens_file_is_reread_and_a_file_that_fails_keeps_the_previous_tokens() {
     );
 }
 
+/// A change to the test settings.
+type Configure = Box<dyn FnOnce(&mut Config)>;
+
 #[tokio::test]
 async fn a_tokens_file_that_cannot_be_used_or_contradicting_settings_stop_the_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "# no tokens yet\n").expect("write");
-    let cases: Vec<(Box<dyn FnOnce(&mut Config)>, &str)> = vec![
+    let cases: Vec<(Configure, &str)> = vec![
         (
             Box::new(|c| c.api_tokens_file = Some("/nonexistent/tokens".into())),
             "API_TOKENS_FILE /nonexistent/tokens",
