@@ -1,5 +1,6 @@
-//! The HTTP API on actix-web: shared state, problem+json errors, the middleware, extractors,
-//! the routes and the OpenAPI document. Handlers parse, make one service call and render.
+//! The HTTP API on actix-web: shared state, problem+json errors, the middleware (request id and
+//! access log; CORS; rate limits, `rate_limit.rs`; API tokens, `auth.rs`), extractors, the routes
+//! and the OpenAPI document. Handlers parse, make one service call and render.
 
 pub mod auth;
 pub mod cors;
