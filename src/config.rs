@@ -18,7 +18,12 @@
 //! | `CORS_ALLOWED_ORIGINS` | unset | origins browsers may call the API from (comma-separated, or `*`); unset: no CORS |
 //! | `IDEMPOTENCY_TTL_SECS` | `86400` | how long the answer of a request with an `Idempotency-Key` is kept for retries |
 //! | `REQUIRE_IF_MATCH` | `false` | PUT, PATCH and DELETE without `If-Match` (or a `version` member) are a 428 |
-//! | `TRUSTED_PROXIES` | unset | addresses or CIDR blocks whose `X-Forwarded-Proto`/`-Host` are believed |
+//! | `TRUSTED_PROXIES` | unset | addresses or CIDR blocks whose `X-Forwarded-Proto`/`-Host`/`-For` are believed |
+//! | `RATE_LIMIT_PER_SECOND` | `0` (off) | requests each client may make per second, on average (a fraction too: `0.5`) |
+//! | `RATE_LIMIT_BURST` | the rate, rounded up | requests a client may make at once before the rate applies |
+//! | `API_TOKENS` | unset | bearer tokens that may write (comma-separated); unset with no file: no tokens needed |
+//! | `API_TOKENS_FILE` | unset | a file of bearer tokens, one a line (`#` comments); re-read on SIGHUP |
+//! | `API_TOKENS_READ` | `false` | reads of `/products` need a token too |
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
 //! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
 //! | `METRICS_ADDR` | unset | serve `/metrics` only on this separate address, off the public port |
@@ -131,11 +136,40 @@ pub struct Config {
     pub require_if_match: bool,
 
     /// Proxies (IP addresses or CIDR blocks, comma-separated) whose `X-Forwarded-Proto` and
-    /// `X-Forwarded-Host` headers are believed when building absolute URLs; other clients'
-    /// are ignored.
+    /// `X-Forwarded-Host` headers are believed when building absolute URLs, and whose
+    /// `X-Forwarded-For` names the client the rate limit counts; other clients' are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',',
           value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Requests each client may make per second, on average (fractions too: `0.5` is one every
+    /// 2 s); 0 turns rate limiting off. A client is its API token when it sends a valid one,
+    /// else its address (see `http::rate_limit`).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 0.0,
+          value_parser = parse_rate)]
+    pub rate_limit_per_second: f64,
+
+    /// Requests a client may make at once, before the rate applies; unset: the rate rounded up
+    /// (at least 1).
+    #[arg(long, env = "RATE_LIMIT_BURST",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Bearer tokens that may write, comma-separated (`Authorization: Bearer <token>`, RFC
+    /// 6750); unset, with no `API_TOKENS_FILE` either: no token is needed.
+    #[arg(long, env = "API_TOKENS", value_delimiter = ',', hide_env_values = true,
+          value_parser = parse_token)]
+    pub api_tokens: Vec<ApiToken>,
+
+    /// A file of bearer tokens, one a line (blank lines and lines starting with `#` are
+    /// skipped), read at start and again on SIGHUP.
+    #[arg(long, env = "API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+
+    /// Reads of `/products` need a token too (writes always do, once tokens are configured).
+    #[arg(long, env = "API_TOKENS_READ", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub api_tokens_read: bool,
 
     /// Number of HTTP worker threads; unset: one per core.
     #[arg(long, env = "HTTP_WORKERS",
@@ -217,6 +251,11 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             require_if_match: false,
             idempotency_ttl_secs: 86_400,
+            rate_limit_per_second: 0.0,
+            rate_limit_burst: None,
+            api_tokens: Vec::new(),
+            api_tokens_file: None,
+            api_tokens_read: false,
             http_workers: None,
             metrics_addr: None,
             duplicate_scan_interval_secs: 60,
@@ -256,6 +295,53 @@ fn parse_origin(text: &str) -> Result<String, String> {
     }
 }
 
+/// An API token as configured: its `Debug` never shows it, so that no log of the settings
+/// can leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// The token, to hash it; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<hidden>)")
+    }
+}
+
+impl From<&str> for ApiToken {
+    fn from(token: &str) -> Self {
+        Self(token.to_owned())
+    }
+}
+
+/// An `API_TOKENS` entry: not blank once trimmed, and no white space inside (a bearer token is
+/// a `token68`, RFC 6750 section 2.1). The message never repeats the token.
+pub fn parse_token(text: &str) -> Result<ApiToken, String> {
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("an API token is empty".to_owned());
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("an API token holds white space or a control character".to_owned());
+    }
+    Ok(ApiToken(token.to_owned()))
+}
+
+/// A `RATE_LIMIT_PER_SECOND`: a finite number from 0 (off) to 1,000,000.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (0.0..=1_000_000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a number of requests per second from 0 (off) to 1000000"
+        )),
+    }
+}
+
 /// A `TRUSTED_PROXIES` entry: a CIDR block (`10.0.0.0/8`) or one address (`127.0.0.1`, `::1`).
 fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
@@ -269,7 +355,9 @@ impl Config {
     ///
     /// # Errors
     /// A message naming the setting: `CORS_ALLOWED_ORIGINS` with `*` beside other origins
-    /// (which would silently allow every origin).
+    /// (which would silently allow every origin); `RATE_LIMIT_BURST` without a rate (it would
+    /// limit nothing); both `API_TOKENS` and `API_TOKENS_FILE` (only one is read);
+    /// `API_TOKENS_READ=true` without tokens (reads would stay open).
     pub fn check(&self) -> Result<(), String> {
         let origins = &self.cors_allowed_origins;
         if origins.len() > 1 && origins.iter().any(|origin| origin == "*") {
@@ -278,7 +366,33 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.rate_limit_burst.is_some() && self.rate_limit().is_none() {
+            return Err(
+                "RATE_LIMIT_BURST limits nothing without RATE_LIMIT_PER_SECOND above 0".to_owned(),
+            );
+        }
+        if !self.api_tokens.is_empty() && self.api_tokens_file.is_some() {
+            return Err("API_TOKENS and API_TOKENS_FILE: give one of them".to_owned());
+        }
+        if self.api_tokens_read && self.api_tokens.is_empty() && self.api_tokens_file.is_none() {
+            return Err(
+                "API_TOKENS_READ=true protects nothing without API_TOKENS or API_TOKENS_FILE"
+                    .to_owned(),
+            );
+        }
         Ok(())
+    }
+
+    /// The rate limit, when on: (requests per second, burst). The burst defaults to the rate
+    /// rounded up, at least 1.
+    pub fn rate_limit(&self) -> Option<(f64, u32)> {
+        let rate = self.rate_limit_per_second;
+        (rate > 0.0).then(|| {
+            let burst = self
+                .rate_limit_burst
+                .unwrap_or_else(|| (rate.ceil() as u32).max(1));
+            (rate, burst)
+        })
     }
 
     /// How long a request may wait for a pooled connection.

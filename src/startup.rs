@@ -2,6 +2,7 @@
 //! and the tests do it.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -11,6 +12,7 @@ use actix_web::{App, HttpServer, middleware, web};
 use crate::config::Config;
 use crate::db::embedded::EmbeddedPostgres;
 use crate::db::{self, DbSetupError};
+use crate::http::rate_limit::{self, ClientLimiter, MAX_CLIENTS};
 use crate::http::{self, AppState};
 use crate::service::{ProductService, duplicate_scan, idempotency_cleanup};
 use crate::store::{self, locks::LockCheckError};
@@ -25,6 +27,8 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error(transparent)]
     Locks(#[from] LockCheckError),
+    #[error("cannot watch for SIGHUP (to re-read API_TOKENS_FILE): {0}")]
+    Signal(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -40,6 +44,8 @@ pub struct Application {
     metrics_server: Option<Server>,
     duplicate_scan: Option<tokio::task::JoinHandle<()>>,
     idempotency_cleanup: tokio::task::JoinHandle<()>,
+    /// The rate limiter's clean-up and the SIGHUP watch, when on.
+    background: Vec<tokio::task::JoinHandle<()>>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -49,12 +55,18 @@ impl Application {
     /// a free port).
     ///
     /// # Errors
-    /// [`StartupError::Config`] when settings contradict each other;
+    /// [`StartupError::Config`] when settings contradict each other, or `API_TOKENS_FILE`
+    /// cannot be read or holds no token;
+    /// [`StartupError::Signal`] when SIGHUP cannot be watched for;
     /// [`StartupError::Database`] when the database cannot be opened or migrated;
     /// [`StartupError::Locks`] when its advisory locks cannot be trusted;
     /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.check().map_err(StartupError::Config)?;
+        // Before the database, so that a wrong tokens file stops the start at once.
+        let api_tokens = http::auth::ApiTokens::from_config(&config)
+            .map_err(StartupError::Config)?
+            .map(Arc::new);
         let (url, embedded) = db::open(&config).await?;
         if db::checks::check_prepared_statements(&url).await? {
             log::info!("transaction pooling detected; prepared statements survive it");
@@ -77,19 +89,68 @@ impl Application {
             require_if_match: config.require_if_match,
         });
 
+        let mut background = Vec::new();
+        let token_check = api_tokens
+            .map(|tokens| -> Result<_, StartupError> {
+                if let Some(file) = tokens.file() {
+                    let reload = http::auth::reload_on_hangup(Arc::clone(&tokens))
+                        .map_err(StartupError::Signal)?;
+                    background.push(tokio::spawn(reload));
+                    log::info!(
+                        "API tokens: {} from {} (re-read on SIGHUP)",
+                        tokens.len(),
+                        file.display()
+                    );
+                } else {
+                    log::info!("API tokens: {} from API_TOKENS", tokens.len());
+                }
+                Ok(web::Data::new(http::auth::TokenCheck {
+                    tokens,
+                    reads: config.api_tokens_read,
+                    metrics: metrics.clone(),
+                }))
+            })
+            .transpose()?;
+        let rate_limit = config.rate_limit().map(|(per_second, burst)| {
+            let limiter = Arc::new(ClientLimiter::new(per_second, burst, MAX_CLIENTS));
+            background.push(tokio::spawn(rate_limit::clean_up_periodically(
+                Arc::clone(&limiter),
+                metrics.clone(),
+            )));
+            log::info!("rate limit: {per_second} requests a second per client, bursts of {burst}");
+            web::Data::new(rate_limit::RateLimit {
+                limiter,
+                trusted_proxies: config.trusted_proxies.clone(),
+                metrics: metrics.clone(),
+            })
+        });
+
         let (listener, port) = bind(config.bind_addr)?;
         let metrics_on_public_port = config.metrics_addr.is_none();
         let app_data = data.clone();
         let cors_origins = config.cors_allowed_origins.clone();
         let mut server = HttpServer::new(move || {
-            let app = App::new()
+            // The last wrapped runs first: observe (request id, access log, metrics), CORS
+            // (preflights answered here, without a token or a limit), the chunked-body guard
+            // (so that early 401s and 429s close as other early answers do), the rate limit
+            // (by token when valid, so before the token check, which it also limits), the
+            // token check, then the routes.
+            let mut app = App::new()
+                .wrap(middleware::from_fn(http::auth::require_token))
+                .wrap(middleware::from_fn(rate_limit::limit))
                 .wrap(middleware::from_fn(
                     http::middleware::close_after_unread_chunked_body,
                 ))
                 .wrap(http::cors::middleware(&cors_origins))
                 .wrap(middleware::from_fn(http::middleware::observe))
-                .app_data(app_data.clone())
-                .configure(http::routes::configure);
+                .app_data(app_data.clone());
+            if let Some(check) = &token_check {
+                app = app.app_data(check.clone());
+            }
+            if let Some(limit) = &rate_limit {
+                app = app.app_data(limit.clone());
+            }
+            let app = app.configure(http::routes::configure);
             if metrics_on_public_port {
                 app.configure(http::routes::configure_metrics)
             } else {
@@ -150,6 +211,7 @@ impl Application {
             metrics_server,
             duplicate_scan,
             idempotency_cleanup,
+            background,
             embedded,
         })
     }
@@ -183,6 +245,9 @@ impl Application {
             scan.abort();
         }
         self.idempotency_cleanup.abort();
+        for task in self.background {
+            task.abort();
+        }
         db::close(self.embedded).await;
         result
     }

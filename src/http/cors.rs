@@ -32,9 +32,9 @@ const REQUEST_HEADERS: [&str; 6] = [
 ];
 
 /// Response headers a cross-origin page may read: the ones this API sends or will send
-/// (`ETag`; the rate-limit fields of draft-ietf-httpapi-ratelimit-headers), beyond the
-/// CORS-safelisted ones.
-const EXPOSED_HEADERS: [&str; 8] = [
+/// (`ETag`; the rate-limit fields of draft-ietf-httpapi-ratelimit-headers; a 401's
+/// `WWW-Authenticate`), beyond the CORS-safelisted ones.
+const EXPOSED_HEADERS: [&str; 9] = [
     "etag",
     "location",
     "retry-after",
@@ -43,6 +43,7 @@ const EXPOSED_HEADERS: [&str; 8] = [
     "ratelimit-policy",
     "ratelimit-limit",
     "ratelimit-remaining",
+    "www-authenticate",
 ];
 
 /// How long a browser may cache a preflight's answer, in seconds.

@@ -4,11 +4,12 @@
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse};
 use futures_util::future::{Ready, ready};
 use sha2::{Digest as _, Sha256};
 
 use crate::domain::FieldErrors;
+use crate::http::auth::Credentials;
 use crate::http::problem::ApiError;
 use crate::store::idempotency::StoredResponse;
 
@@ -85,6 +86,15 @@ fn unquote(rest: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Whose idempotency keys a request's are: the hex digest of its valid API token, or `""`
+/// (one namespace) when it presents none (tokens off, or a read-open route).
+pub fn caller_scope(req: &HttpRequest) -> String {
+    match req.extensions().get::<Credentials>() {
+        Some(Credentials::Valid(digest)) => digest.iter().map(|b| format!("{b:02x}")).collect(),
+        _ => String::new(),
+    }
 }
 
 /// SHA-256 of the request a key names: its method, its route and its body's bytes. The same key

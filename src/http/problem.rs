@@ -108,8 +108,54 @@ pub enum ApiError {
     },
     #[error("not ready: {0}")]
     NotReady(String),
+    /// No valid bearer token where one is needed (RFC 6750, section 3; RFC 9110, section
+    /// 15.5.2): `invalid` when one was sent but is not a configured token.
+    #[error("{}", if *invalid {
+        "the bearer token is not one of the configured API tokens"
+    } else {
+        "this request needs an API token: Authorization: Bearer <token>"
+    })]
+    Unauthorized { invalid: bool },
+    /// The client is over its rate limit (RFC 6585, section 4).
+    #[error("too many requests: over RATE_LIMIT_PER_SECOND; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until a request would be accepted (`Retry-After`, at least 1).
+        retry_after_secs: u64,
+        /// The `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers).
+        fields: RateLimitFields,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The values of the `RateLimit-Policy` and `RateLimit` response fields
+/// (draft-ietf-httpapi-ratelimit-headers), as structured-field text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitFields {
+    /// `RateLimit-Policy`, e.g. `"default";q=20;w=2`.
+    pub policy: String,
+    /// `RateLimit`, e.g. `"default";r=0;t=2`.
+    pub state: String,
+}
+
+/// The `RateLimit-Policy` field name.
+pub const RATELIMIT_POLICY: header::HeaderName =
+    header::HeaderName::from_static("ratelimit-policy");
+/// The `RateLimit` field name.
+pub const RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
+/// The realm of `WWW-Authenticate` (RFC 6750, section 3).
+pub const REALM: &str = "product-service";
+
+impl RateLimitFields {
+    /// Adds both fields to `headers` (values that are not valid field text are left out; they
+    /// are built from numbers, so there are none).
+    pub fn insert_into(&self, headers: &mut header::HeaderMap) {
+        for (name, value) in [(RATELIMIT_POLICY, &self.policy), (RATELIMIT, &self.state)] {
+            if let Ok(value) = header::HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+    }
 }
 
 /// The problem+json body (RFC 9457).
@@ -193,6 +239,8 @@ impl ApiError {
                 "Service Unavailable",
             ),
             Self::NotReady(_) => ("urn:product-service:problem:not-ready", "Not Ready"),
+            Self::Unauthorized { .. } => ("about:blank", "Unauthorized"),
+            Self::RateLimited { .. } => ("about:blank", "Too Many Requests"),
             Self::Internal(_) => ("about:blank", "Internal Server Error"),
         }
     }
@@ -240,6 +288,8 @@ impl ResponseError for ApiError {
             Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -288,6 +338,25 @@ impl ResponseError for ApiError {
             }
             Self::PreconditionFailed { etag: Some(etag) } => {
                 response.insert_header((header::ETAG, etag.as_str()));
+            }
+            Self::Unauthorized { invalid } => {
+                let error = if *invalid {
+                    ", error=\"invalid_token\""
+                } else {
+                    ""
+                };
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"{REALM}\"{error}"),
+                ));
+            }
+            Self::RateLimited {
+                retry_after_secs,
+                fields,
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                response.insert_header((RATELIMIT_POLICY, fields.policy.as_str()));
+                response.insert_header((RATELIMIT, fields.state.as_str()));
             }
             // The rest of a late body may still be on its way: the connection cannot be reused.
             Self::RequestTimeout => {

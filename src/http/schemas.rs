@@ -2,8 +2,10 @@
 //! annotations name, and [`complete`], which writes into the generated document what the
 //! annotations cannot say: the request bodies' and the list parameters' exact JSON Schemas,
 //! generated from the domain's own rules (its character predicates and limits), the HEAD
-//! operations, the 405 and 408 answers, `X-Request-Id` on every answer, and the links between
-//! operations (OpenAPI 3.1, section 4.8.20). OPTIONS, which every path answers (204 with
+//! operations, the 405 and 408 answers, `X-Request-Id` on every answer, the 401 and optional
+//! `bearerAuth` of the operations on `/products` (API tokens), the 429 and the `RateLimit`
+//! fields of every rate-limited operation, and the links between operations (OpenAPI 3.1,
+//! section 4.8.20). OPTIONS, which every path answers (204 with
 //! `Allow`, the same list as a 405's), is HTTP's, not the API's, and is left out as an operation:
 //! it answers for the path whatever the id, which a client reading it as an operation on the
 //! product would misread. The product and page types are descriptions only
@@ -383,7 +385,27 @@ pub fn complete(doc: &mut Value) {
             "description": "The methods of this path",
             "schema": {"type": "string", "enum": [allow]},
         }});
-        for operation in item.values_mut() {
+        let limited = !UNLIMITED_PATHS.contains(&path.as_str());
+        let products = path == "/products" || path.starts_with("/products/");
+        for (method, operation) in item.iter_mut() {
+            if products {
+                let write = !matches!(method.as_str(), "get" | "head");
+                add_token_answers(operation, write);
+            }
+            if limited {
+                operation["responses"]["429"] = problem(
+                    "Too many requests from this client; `Retry-After` says when to retry (RFC \
+                     6585, section 4). Only when rate limiting is on (RATE_LIMIT_PER_SECOND).",
+                    json!({
+                        "Retry-After": {
+                            "description": "Seconds to wait before retrying (at least 1)",
+                            "schema": {"type": "integer", "minimum": 1},
+                        },
+                        "RateLimit": ratelimit_header(),
+                        "RateLimit-Policy": ratelimit_policy_header(),
+                    }),
+                );
+            }
             let has_body = operation.get("requestBody").is_some();
             if has_body {
                 operation["requestBody"]["required"] = json!(true);
@@ -403,10 +425,21 @@ pub fn complete(doc: &mut Value) {
             if let Some(responses) = responses.as_object_mut() {
                 for response in responses.values_mut() {
                     response["headers"]["X-Request-Id"] = request_id_header();
+                    if limited {
+                        response["headers"]["RateLimit"] = ratelimit_header();
+                        response["headers"]["RateLimit-Policy"] = ratelimit_policy_header();
+                    }
                 }
             }
         }
     }
+    doc["components"]["securitySchemes"]["bearerAuth"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (API_TOKENS or API_TOKENS_FILE) as `Authorization: Bearer \
+            <token>` (RFC 6750). Needed only when tokens are configured: then for every write \
+            to /products, and for reads of /products too with API_TOKENS_READ=true.",
+    });
     add_links(doc);
     add_preconditions(doc);
     add_idempotency(doc);
@@ -550,6 +583,51 @@ fn add_preconditions(doc: &mut Value) {
             );
         }
     }
+}
+
+/// The paths never rate limited (`http::rate_limit`).
+const UNLIMITED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// The `RateLimit` response field (draft-ietf-httpapi-ratelimit-headers).
+fn ratelimit_header() -> Value {
+    json!({
+        "description": "Only when rate limiting is on: this client's quota now, as a structured \
+            field (draft-ietf-httpapi-ratelimit-headers): `\"default\";r=<requests left>;\
+            t=<seconds until the whole burst is back>`.",
+        "schema": {"type": "string"},
+    })
+}
+
+/// The `RateLimit-Policy` response field (draft-ietf-httpapi-ratelimit-headers).
+fn ratelimit_policy_header() -> Value {
+    json!({
+        "description": "Only when rate limiting is on: the quota policy, as a structured field \
+            (draft-ietf-httpapi-ratelimit-headers): `\"default\";q=<RATE_LIMIT_BURST>;\
+            w=<seconds to regain it>`.",
+        "schema": {"type": "string"},
+    })
+}
+
+/// The 401 of an operation on `/products` and its optional `bearerAuth` security (optional:
+/// the empty alternative `{}` says that without configured tokens none is needed).
+fn add_token_answers(operation: &mut Value, write: bool) {
+    let when = if write {
+        "Only when API tokens are configured (API_TOKENS or API_TOKENS_FILE)"
+    } else {
+        "Only when API tokens are configured and API_TOKENS_READ=true"
+    };
+    operation["responses"]["401"] = problem(
+        &format!(
+            "No valid API token: `Authorization: Bearer <token>` is missing, or names no \
+             configured token (RFC 6750, section 3). {when}."
+        ),
+        json!({"WWW-Authenticate": {
+            "description": "`Bearer realm=\"product-service\"`, with `, \
+                error=\"invalid_token\"` when the token sent is not a configured one",
+            "schema": {"type": "string"},
+        }}),
+    );
+    operation["security"] = json!([{}, {"bearerAuth": []}]);
 }
 
 /// The links of the answers that hold a product (OpenAPI 3.1, section 4.8.20): from it to

@@ -37,6 +37,9 @@ pub struct Metrics {
     db_errors: IntCounterVec,
     duplicate_groups: IntGauge,
     duplicate_scan_timestamp: Gauge,
+    rate_limited: IntCounter,
+    rate_limiter_clients: IntGauge,
+    unauthorized: IntCounterVec,
 }
 
 /// What became of an upsert that reached the database.
@@ -83,6 +86,25 @@ impl DbErrorKind {
     }
 }
 
+/// Why a request was answered 401: the `reason` label of `unauthorized_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum UnauthorizedReason {
+    /// No `Authorization: Bearer` token.
+    Missing,
+    /// A token that is not one of the configured ones.
+    Invalid,
+}
+
+impl UnauthorizedReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
 /// Registers a freshly defined metric and hands it back (definitions are static: a failure is a
 /// bug, found by every test).
 fn register<C>(registry: &Registry, metric: Result<C, prometheus::Error>) -> C
@@ -110,6 +132,9 @@ impl Metrics {
         }
         for kind in DbErrorKind::ALL {
             metrics.db_errors.with_label_values(&[kind.label()]);
+        }
+        for reason in [UnauthorizedReason::Missing, UnauthorizedReason::Invalid] {
+            metrics.unauthorized.with_label_values(&[reason.label()]);
         }
         metrics
     }
@@ -254,6 +279,30 @@ impl Metrics {
                     "Unix time of the last completed duplicate scan",
                 ),
             ),
+            rate_limited: register(
+                r,
+                IntCounter::new(
+                    "rate_limited_total",
+                    "Requests answered 429 because their client was over RATE_LIMIT_PER_SECOND",
+                ),
+            ),
+            rate_limiter_clients: register(
+                r,
+                IntGauge::new(
+                    "rate_limiter_clients",
+                    "Clients the rate limiter holds a state for, as of its last clean-up",
+                ),
+            ),
+            unauthorized: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "unauthorized_total",
+                        "Requests answered 401, by reason (missing or invalid bearer token)",
+                    ),
+                    &["reason"],
+                ),
+            ),
             registry,
         }
     }
@@ -307,6 +356,22 @@ impl Metrics {
     /// Counts a database error.
     pub fn count_db_error(&self, kind: DbErrorKind) {
         self.db_errors.with_label_values(&[kind.label()]).inc();
+    }
+
+    /// Counts a request answered 429.
+    pub fn count_rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// Records how many clients the rate limiter holds a state for.
+    pub fn set_rate_limiter_clients(&self, clients: usize) {
+        self.rate_limiter_clients
+            .set(i64::try_from(clients).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a request answered 401.
+    pub fn count_unauthorized(&self, reason: UnauthorizedReason) {
+        self.unauthorized.with_label_values(&[reason.label()]).inc();
     }
 
     /// Records the result of a duplicate scan.

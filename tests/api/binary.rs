@@ -5,6 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -16,23 +17,37 @@ const BINARY: &str = env!("CARGO_BIN_EXE_product-service");
 
 /// Starts `product-service serve` with no DATABASE_URL; returns it and its port.
 fn serve(data_dir: &Path) -> (Child, u16) {
+    let (child, port, _log) = serve_with(data_dir, &[]);
+    (child, port)
+}
+
+/// Every line the service has logged so far.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Starts `product-service serve` with no DATABASE_URL and the variables `env`; returns it, its
+/// port and its log (stderr), which keeps filling.
+fn serve_with(data_dir: &Path, env: &[(&str, &str)]) -> (Child, u16, Log) {
     let mut child = Command::new(BINARY)
         .arg("serve")
         .env_remove("DATABASE_URL")
         .env("DATA_DIR", data_dir)
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start the product-service binary");
     let stderr = child.stderr.take().expect("piped stderr");
+    let log = Log::default();
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
                 let _ = tx.send(rest.trim().parse::<u16>().ok());
             }
+            lines.lock().expect("log").push(line);
         }
     });
     let port = rx
@@ -40,7 +55,7 @@ fn serve(data_dir: &Path) -> (Child, u16) {
         .ok()
         .flatten()
         .expect("the service did not report its port within 60 s");
-    (child, port)
+    (child, port, log)
 }
 
 /// SIGTERM, then wait for a clean exit.
@@ -203,5 +218,56 @@ fn cors_origins_that_would_not_do_what_they_say_stop_the_start() {
             !empty.path().join("postgres").exists(),
             "{origins}: refused before any database work"
         );
+    }
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_tokens_file_and_no_token_is_ever_logged() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tokens = root.path().join("tokens");
+    let (old, new) = ("old-token-4f1c", "new-token-9b2e");
+    std::fs::write(&tokens, format!("# first\n{old}\n")).expect("write");
+    let file = tokens.to_str().expect("UTF-8 path");
+    let (child, port, log) = serve_with(
+        &root.path().join("data"),
+        &[("API_TOKENS_FILE", file), ("RUST_LOG", "debug")],
+    );
+    let client = reqwest::Client::new();
+    let post = |token: &'static str| {
+        client
+            .post(format!("http://127.0.0.1:{port}/products"))
+            .bearer_auth(token)
+            .json(&product("Hup", "1", "M"))
+            .send()
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+
+    assert_eq!(post(old).await.expect("POST").status(), 201);
+    assert_eq!(post(new).await.expect("POST").status(), 401);
+    std::fs::write(&tokens, format!("{new}\n")).expect("write");
+    kill(pid, Signal::SIGHUP).expect("send SIGHUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if post(new).await.expect("POST").status() == 200 {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "the new token was not accepted after SIGHUP");
+    assert_eq!(post(old).await.expect("POST").status(), 401, "revoked");
+    // A file that fails to read keeps the tokens in force, and the service runs on.
+    std::fs::remove_file(&tokens).expect("remove");
+    kill(pid, Signal::SIGHUP).expect("send SIGHUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(post(new).await.expect("POST").status(), 200, "kept");
+    terminate(child);
+
+    let log = log.lock().expect("log").join("\n");
+    assert!(log.contains("API_TOKENS_FILE re-read, 1 tokens"), "{log}");
+    assert!(log.contains("the previous 1 tokens stay in force"), "{log}");
+    for token in [old, new] {
+        assert!(!log.contains(token), "the log shows a token:\n{log}");
     }
 }

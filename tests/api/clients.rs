@@ -239,6 +239,8 @@ async fn cors_answers_preflights_and_exposes_the_headers_of_the_api_to_allowed_o
         "retry-after",
         "x-request-id",
         "ratelimit",
+        "ratelimit-policy",
+        "www-authenticate",
     ] {
         assert!(exposed.contains(header), "{header} not in {exposed}");
     }

@@ -216,3 +216,30 @@ async fn concurrent_requests_with_one_key_run_the_upsert_once(group_commit: bool
         "written once"
     );
 }
+
+#[tokio::test]
+async fn keys_are_scoped_to_the_callers_api_token() {
+    use product_service::config::ApiToken;
+    let app = spawn_app_with(|c| {
+        c.api_tokens = vec![ApiToken::from("token-a"), ApiToken::from("token-b")];
+    })
+    .await;
+    let body = product("Idem", "scoped", "M");
+    let send = |token: &'static str| {
+        app.client
+            .post(app.url("/products"))
+            .bearer_auth(token)
+            .header("idempotency-key", "shared-key")
+            .json(&body)
+            .send()
+    };
+
+    let first = send("token-a").await.expect("send");
+    assert_eq!(first.status(), 201);
+    let other_caller = send("token-b").await.expect("send");
+    assert_eq!(other_caller.status(), 200, "another caller's key: it runs");
+    assert!(!replayed(&other_caller));
+    let retry = send("token-a").await.expect("send");
+    assert_eq!(retry.status(), 201);
+    assert!(replayed(&retry), "the caller's own retry is a replay");
+}

@@ -30,6 +30,7 @@ mod dedupe;
 mod docs;
 mod helpers;
 mod idempotency;
+mod limits;
 mod loadtest;
 mod normalisation;
 mod openapi;

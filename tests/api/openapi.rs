@@ -7,45 +7,59 @@ use serde_json::Value;
 
 use crate::helpers::{json, spawn_app};
 
-/// Every operation with the statuses it documents (HEAD: as GET, without bodies).
+/// Every operation with the statuses it documents (HEAD: as GET, without bodies). 401: only
+/// with API tokens configured; 429: only with rate limiting on.
 const OPERATIONS: &[(&str, &str, &[&str])] = &[
     (
         "post",
         "/products",
         &[
-            "200", "201", "400", "405", "408", "409", "412", "413", "415", "422", "503",
+            "200", "201", "400", "401", "405", "408", "409", "412", "413", "415", "422", "429",
+            "503",
         ],
     ),
-    ("get", "/products", &["200", "400", "405", "503"]),
-    ("head", "/products", &["200", "400", "405", "503"]),
+    (
+        "get",
+        "/products",
+        &["200", "400", "401", "405", "429", "503"],
+    ),
+    (
+        "head",
+        "/products",
+        &["200", "400", "401", "405", "429", "503"],
+    ),
     (
         "get",
         "/products/{id}",
-        &["200", "304", "400", "404", "405", "503"],
+        &["200", "304", "400", "401", "404", "405", "429", "503"],
     ),
     (
         "head",
         "/products/{id}",
-        &["200", "304", "400", "404", "405", "503"],
+        &["200", "304", "400", "401", "404", "405", "429", "503"],
     ),
     (
         "put",
         "/products/{id}",
         &[
-            "200", "400", "404", "405", "408", "409", "412", "413", "415", "428", "503",
+            "200", "400", "401", "404", "405", "408", "409", "412", "413", "415", "428", "429",
+            "503",
         ],
     ),
     (
         "patch",
         "/products/{id}",
         &[
-            "200", "400", "404", "405", "408", "409", "412", "413", "415", "428", "503",
+            "200", "400", "401", "404", "405", "408", "409", "412", "413", "415", "428", "429",
+            "503",
         ],
     ),
     (
         "delete",
         "/products/{id}",
-        &["204", "400", "404", "405", "412", "428", "503"],
+        &[
+            "204", "400", "401", "404", "405", "412", "428", "429", "503",
+        ],
     ),
     ("get", "/healthz", &["200", "405"]),
     ("head", "/healthz", &["200", "405"]),
@@ -53,8 +67,8 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
     ("head", "/readyz", &["200", "405", "503"]),
     ("get", "/metrics", &["200", "405"]),
     ("head", "/metrics", &["200", "405"]),
-    ("get", "/openapi.json", &["200", "405"]),
-    ("head", "/openapi.json", &["200", "405"]),
+    ("get", "/openapi.json", &["200", "405", "429"]),
+    ("head", "/openapi.json", &["200", "405", "429"]),
 ];
 
 fn refs(value: &Value, found: &mut Vec<String>) {
@@ -120,6 +134,34 @@ async fn the_openapi_document_covers_every_route_and_every_reference_resolves() 
                 "{method} {path} {status}: X-Request-Id"
             );
         }
+        // API tokens: the 401 says how to authenticate, and the token is optional (`{}`).
+        if expected.contains("401") {
+            let unauthorized = &operation["responses"]["401"];
+            assert!(
+                unauthorized["headers"]["WWW-Authenticate"].is_object(),
+                "{method} {path}"
+            );
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{}, {"bearerAuth": []}]),
+                "{method} {path}"
+            );
+        }
+        // Rate limits: the 429 carries Retry-After, and every answer the RateLimit fields.
+        if expected.contains("429") {
+            for header in ["Retry-After", "RateLimit", "RateLimit-Policy"] {
+                assert!(
+                    operation["responses"]["429"]["headers"][header].is_object(),
+                    "{method} {path} 429: {header}"
+                );
+            }
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                assert!(
+                    response["headers"]["RateLimit"].is_object(),
+                    "{method} {path} {status}: RateLimit"
+                );
+            }
+        }
         // The 405 names the methods the server's own 405 and OPTIONS name.
         let allow = operation["responses"]["405"]["headers"]["Allow"]["schema"]["enum"][0]
             .as_str()
@@ -133,6 +175,15 @@ async fn the_openapi_document_covers_every_route_and_every_reference_resolves() 
             .expect("OPTIONS");
         assert_eq!(options.headers()["allow"], allow, "{path}");
     }
+
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearerAuth"],
+        serde_json::json!({
+            "type": "http",
+            "scheme": "bearer",
+            "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"],
+        })
+    );
 
     // Every schema is named for what it is, not after a Rust type.
     for name in doc["components"]["schemas"]

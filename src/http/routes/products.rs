@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::http::conditional::Conditions;
 use crate::http::extract::{ProductId, RequestBody};
 use crate::http::forwarded::base_url;
-use crate::http::idempotency::{IdempotencyKeyHeader, fingerprint, render};
+use crate::http::idempotency::{IdempotencyKeyHeader, caller_scope, fingerprint, render};
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
     InvalidBody, InvalidQuery, KeyConflict, NotFound, NotJson, Page, ProductBody,
@@ -37,6 +37,7 @@ use crate::store::idempotency::{IdempotencyKey, Idempotent, StoredResponse};
 )]
 pub async fn upsert(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: RequestBody,
     conditions: Conditions,
     idempotency_key: IdempotencyKeyHeader,
@@ -48,9 +49,9 @@ pub async fn upsert(
         return Ok(render(upsert_answer(&upserted), false));
     };
     let fingerprint = fingerprint("POST", "/products", &body.bytes);
+    let scope = caller_scope(&req);
     let key = IdempotencyKey {
-        // Whose key: one namespace until callers have credentials of their own.
-        scope: "",
+        scope: &scope,
         key: &key,
         fingerprint: &fingerprint,
     };
