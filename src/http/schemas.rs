@@ -443,6 +443,33 @@ pub fn complete(doc: &mut Value) {
     add_links(doc);
     add_preconditions(doc);
     add_idempotency(doc);
+    add_headers_of_every_answer(doc);
+}
+
+/// `X-Request-Id` on every answer, and the `RateLimit` fields on every answer of a limited
+/// path: again at the end, for the answers added after the first pass.
+fn add_headers_of_every_answer(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let limited = !UNLIMITED_PATHS.contains(&path.as_str());
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let Some(responses) = operation["responses"].as_object_mut() else {
+                continue;
+            };
+            for response in responses.values_mut() {
+                response["headers"]["X-Request-Id"] = request_id_header();
+                if limited {
+                    response["headers"]["RateLimit"] = ratelimit_header();
+                    response["headers"]["RateLimit-Policy"] = ratelimit_policy_header();
+                }
+            }
+        }
+    }
 }
 
 /// An `Idempotency-Key`: 1 to 255 printable ASCII characters, bare (not starting with a quote
