@@ -12,7 +12,7 @@
 //! | file | what |
 //! |---|---|
 //! | [`locks`] | the wait bounds and the advisory-lock statements (steps 1 and 2) |
-//! | [`upsert`] | the upsert of one product (waiting for its key), or of many whose keys are free |
+//! | [`upsert`] | the upsert of one product (waiting for its key), of many whose keys are free, or of a batch request's (waiting for all its keys) |
 //! | [`products`] | reads, updates (PUT, PATCH) and deletes by id, the filtered list |
 //! | [`duplicates`] | keys with several rows, or stored in other spellings: counting, listing, merging |
 //! | [`models`] | the row type and the changeset |
@@ -26,4 +26,4 @@ pub mod upsert;
 
 pub use error::StoreError;
 pub use locks::TxSettings;
-pub use upsert::{Upserted, upsert, upsert_free};
+pub use upsert::{Upserted, upsert, upsert_batch, upsert_free};
