@@ -382,8 +382,8 @@ impl FieldReader {
     ) -> Result<Vec<Option<Self>>, InputError> {
         // First as plain JSON, to know its shape (a `Value` keeps only the last of repeated
         // members, so the objects are read again below, member by member).
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| InputError::MalformedJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
         let Value::Array(elements) = value else {
             return Err(InputError::NotAnArray);
         };

@@ -284,9 +284,16 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(inputs.len(), 2);
-        assert_eq!(inputs[0].key.brand, "A", "trimmed; read-only members ignored");
+        assert_eq!(
+            inputs[0].key.brand, "A",
+            "trimmed; read-only members ignored"
+        );
         assert_eq!(inputs[1].key.brand, "Caf\u{e9}", "NFC");
-        assert!(ProductInput::parse_batch(b"[]", 10).expect("empty").is_empty());
+        assert!(
+            ProductInput::parse_batch(b"[]", 10)
+                .expect("empty")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn assert_error(error: &InputError, body: &Value) -> Result<(), TestCaseError> {
         InputError::MalformedJson(_) | InputError::MalformedForm(_) => {
             prop_assert!(false, "serialised JSON read as malformed: {error}")
         }
-        InputError::NotAnArray | InputError::TooManyItems { .. } | InputError::InvalidItems { .. } => {
+        InputError::NotAnArray
+        | InputError::TooManyItems { .. }
+        | InputError::InvalidItems { .. } => {
             prop_assert!(false, "a single body answered with a batch error: {error}")
         }
     }

@@ -34,7 +34,12 @@ impl FromRequest for RequestBody {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        receive(req, payload, |state| state.max_body_bytes, Accept::JsonOrForm)
+        receive(
+            req,
+            payload,
+            |state| state.max_body_bytes,
+            Accept::JsonOrForm,
+        )
     }
 }
 
@@ -54,7 +59,12 @@ impl FromRequest for BatchBody {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = receive(req, payload, |state| state.batch_max_body_bytes, Accept::Json);
+        let body = receive(
+            req,
+            payload,
+            |state| state.batch_max_body_bytes,
+            Accept::Json,
+        );
         Box::pin(async move { body.await.map(|body| Self { bytes: body.bytes }) })
     }
 }

@@ -69,7 +69,10 @@ pub enum ApiError {
     TooManyItems { limit: usize, got: usize },
     /// Bad items of a batch: messages by `<index>.<field>`, and the items' indexes.
     #[error("invalid items")]
-    InvalidItems { errors: FieldErrors, items: Vec<usize> },
+    InvalidItems {
+        errors: FieldErrors,
+        items: Vec<usize>,
+    },
     /// `forms`: whether the route reads forms too.
     #[error("unsupported content type")]
     UnsupportedMediaType { forms: bool },

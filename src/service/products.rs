@@ -97,7 +97,10 @@ impl ProductService {
     /// # Errors
     /// [`ServiceError::Unavailable`] when a lock (any key's, held elsewhere longer than
     /// `LOCK_TIMEOUT_MS`), the pool or the database is not available in time; nothing written.
-    pub async fn upsert_batch(&self, inputs: &[ProductInput]) -> Result<Vec<Upserted>, ServiceError> {
+    pub async fn upsert_batch(
+        &self,
+        inputs: &[ProductInput],
+    ) -> Result<Vec<Upserted>, ServiceError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }

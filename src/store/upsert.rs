@@ -272,17 +272,14 @@ pub async fn upsert_batch(
         .run(async |conn: &mut AsyncPgConnection| {
             let mut pipeline: &AsyncPgConnection = conn;
             let bounds = bound_waits_query(settings).execute(&mut pipeline);
-            let locks = batch_locks(settings, &keys, &mut pipeline);
+            let locks = batch_locks(settings, &keys, pipeline);
             let writes: Vec<_> = inputs
                 .iter()
                 .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
                 .collect();
-            let (bounds, locks, rows) = futures_util::future::join3(
-                bounds,
-                locks,
-                futures_util::future::join_all(writes),
-            )
-            .await;
+            let (bounds, locks, rows) =
+                futures_util::future::join3(bounds, locks, futures_util::future::join_all(writes))
+                    .await;
             // The first statement to fail says why; the later ones only see an aborted transaction.
             bounds?;
             locks?;

@@ -101,7 +101,11 @@ async fn an_invalid_item_refuses_the_whole_batch_naming_each_bad_item_by_index()
     let problem = json(response).await;
     assert_eq!(problem["type"], "urn:product-service:problem:validation");
     assert_eq!(problem["invalid_items"], json!([1, 3, 4]));
-    let errors: Vec<&String> = problem["errors"].as_object().expect("errors").keys().collect();
+    let errors: Vec<&String> = problem["errors"]
+        .as_object()
+        .expect("errors")
+        .keys()
+        .collect();
     assert_eq!(errors, ["1.brand", "3.price", "4"]);
     assert_eq!(app.count_products("true").await, 0, "nothing written");
 }
@@ -110,12 +114,7 @@ async fn an_invalid_item_refuses_the_whole_batch_naming_each_bad_item_by_index()
 async fn bodies_that_are_no_batch_are_refused_and_an_empty_one_does_nothing() {
     let app = spawn_app_with(|c| c.batch_max_items = 3).await;
     let send = |content_type: &'static str, body: &'static str| {
-        app.send_raw(
-            reqwest::Method::POST,
-            "/products/batch",
-            content_type,
-            body,
-        )
+        app.send_raw(reqwest::Method::POST, "/products/batch", content_type, body)
     };
     let cases: [(&str, &str, u16, &str); 5] = [
         (
@@ -140,7 +139,10 @@ async fn bodies_that_are_no_batch_are_refused_and_an_empty_one_does_nothing() {
         let problem = json(response).await;
         if why == "over BATCH_MAX_ITEMS" {
             let detail = problem["detail"].as_str().expect("detail");
-            assert!(detail.contains("at most 3") && detail.contains("has 4"), "{detail}");
+            assert!(
+                detail.contains("at most 3") && detail.contains("has 4"),
+                "{detail}"
+            );
         }
     }
 

@@ -167,11 +167,7 @@ async fn a_batch_run_reports_items_per_second_and_verifies_its_overlapping_keys(
     assert_eq!(report["requests"], 20, "400 items in batches of 20");
     assert_eq!(report["statuses"]["200"], 20, "{report}");
     assert_eq!(report["items"], 400);
-    assert!(
-        report["items_per_second"]
-            .as_f64()
-            .is_some_and(|n| n > 0.0)
-    );
+    assert!(report["items_per_second"].as_f64().is_some_and(|n| n > 0.0));
     // Neighbouring batches share 2 of their 20 keys: 20 * 18 + 2 keys in all.
     assert_eq!(report["verify"]["keys_checked"], 362);
     assert_eq!(report["verify"]["passed"], true);

@@ -211,7 +211,10 @@ async fn the_documented_bodies_match_what_the_parser_accepts() {
     // The batch: an array of product requests; each result names the documented members.
     let batch = &schemas["BatchRequest"];
     assert_eq!(batch["type"], "array");
-    assert_eq!(batch["items"]["$ref"], "#/components/schemas/ProductRequest");
+    assert_eq!(
+        batch["items"]["$ref"],
+        "#/components/schemas/ProductRequest"
+    );
     assert_eq!(batch["maxItems"], 1000, "the default BATCH_MAX_ITEMS");
     let results = json(
         app.client

@@ -10,9 +10,9 @@ use crate::http::extract::{BatchBody, ProductId, RequestBody};
 use crate::http::forwarded::base_url;
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
-    BatchRequest, BatchResult, BatchTooLarge, InvalidBatch, InvalidBody, InvalidQuery,
-    KeyConflict, NotFound, NotJson, NotJsonOnly, Page, ProductBody, ProductPatchRequest,
-    ProductRequest, TooLarge, Unavailable,
+    BatchRequest, BatchResult, BatchTooLarge, InvalidBatch, InvalidBody, InvalidQuery, KeyConflict,
+    NotFound, NotJson, NotJsonOnly, Page, ProductBody, ProductPatchRequest, ProductRequest,
+    TooLarge, Unavailable,
 };
 use crate::http::state::AppState;
 
