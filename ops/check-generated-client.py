@@ -82,6 +82,21 @@ def main(base_url, generator):
            f"a 404 read as a problem: {missing.status_code} {missing.content!r}")
     gone = delete.sync_detailed(id=product_id, client=client)
     expect(gone.status_code == 204, f"delete: {gone.status_code}")
+    batch = importlib.import_module(f"{api.__name__}.upsert_batch")
+    applied = batch.sync_detailed(client=client, body=[
+        models.ProductRequest(brand="Generated", serial="3", manufacturer="M", name="A"),
+        models.ProductRequest(brand="Generated", serial="3", manufacturer="M", name="B")])
+    expect(applied.status_code == 200 and [r.outcome for r in applied.parsed] ==
+           [models.BatchOutcome.CREATED, models.BatchOutcome.UPDATED] and
+           applied.parsed[1].product.name == "B",
+           f"batch: {applied.status_code} {applied.content!r}")
+    refused = batch.sync_detailed(client=client, body=[
+        models.ProductRequest(brand="Generated", serial="4", manufacturer="M", name="A"),
+        models.ProductRequest(brand="Generated", serial="5", manufacturer="M", name="A",
+                              price="-1")])
+    expect(refused.status_code == 400 and refused.parsed.invalid_items == [1] and
+           "1.price" in refused.parsed.errors.additional_properties,
+           f"a bad batch read as a problem: {refused.status_code} {refused.content!r}")
     print(f"check-generated-client: PASS: models {', '.join(names)}")
 
 

@@ -12,6 +12,8 @@
 //! | `LOCK_TIMEOUT_MS` | `5000` | longest wait for any lock (advisory or row) before a 503 |
 //! | `STATEMENT_TIMEOUT_MS` | `10000` | longest run of one SQL statement before a 503 |
 //! | `MAX_BODY_BYTES` | `65536` | largest request body; larger is a 413 |
+//! | `BATCH_MAX_ITEMS` | `1000` | most products in one `POST /products/batch`; more is a 400 |
+//! | `BATCH_MAX_BODY_BYTES` | `4194304` | largest body of `POST /products/batch` (it alone); larger is a 413 |
 //! | `CLIENT_REQUEST_TIMEOUT_MS` | `5000` | longest wait for a request's head, then for its body; else 408 and the connection closes |
 //! | `KEEP_ALIVE_SECS` | `5` | how long an idle keep-alive connection stays open (0: close after each response) |
 //! | `MAX_CONNECTIONS` | `10000` | most open client connections; more wait in the listen backlog |
@@ -96,6 +98,17 @@ pub struct Config {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub max_body_bytes: u64,
+
+    /// Most products in one `POST /products/batch` (one transaction); more is answered 400.
+    #[arg(long, env = "BATCH_MAX_ITEMS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_max_items: u32,
+
+    /// Largest accepted body of `POST /products/batch`, in bytes (`MAX_BODY_BYTES` is for the
+    /// other routes); a larger one is answered 413.
+    #[arg(long, env = "BATCH_MAX_BODY_BYTES", default_value_t = 4_194_304,
+          value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub batch_max_body_bytes: u64,
 
     /// Longest wait, in milliseconds, for a request's head after the connection is accepted (or
     /// the previous response sent), and again for its body after the head; else 408 Request
@@ -214,6 +227,9 @@ pub struct TestHooks {
     pub disable_advisory_lock: bool,
     /// Sleep this long between reading the row and writing it, widening the race window.
     pub race_window_ms: u64,
+    /// Take a batch's advisory locks one statement per key in array order, not sorted: the
+    /// deadlock between batches that the sorted order prevents.
+    pub batch_locks_in_array_order: bool,
 }
 
 impl Default for CommonArgs {
@@ -244,6 +260,8 @@ impl Default for Config {
             db_pool_size: 16,
             db_pool_timeout_ms: 2000,
             max_body_bytes: 65_536,
+            batch_max_items: 1000,
+            batch_max_body_bytes: 4_194_304,
             client_request_timeout_ms: 5000,
             keep_alive_secs: 5,
             max_connections: 10_000,

@@ -84,6 +84,8 @@ impl Application {
             service: ProductService::start(pool.clone(), &config, metrics.clone()),
             metrics: metrics.clone(),
             max_body_bytes: config.max_body_bytes,
+            batch_max_body_bytes: config.batch_max_body_bytes,
+            batch_max_items: config.batch_max_items as usize,
             body_timeout: config.client_request_timeout(),
             trusted_proxies: config.trusted_proxies.clone(),
             require_if_match: config.require_if_match,

@@ -15,7 +15,13 @@
 //! - `hot`: every request the same key;
 //! - `zipf`: keys drawn from a Zipf distribution over `--keys` with exponent `--zipf-s`;
 //! - `race`: groups of `--dup` identical requests released together, a new key per group;
-//! - `mixed`: 70 % upserts and 30 % exact-key reads over `--keys` uniform keys.
+//! - `mixed`: 70 % upserts and 30 % exact-key reads over `--keys` uniform keys;
+//! - `batch`: `POST /products/batch` of `--batch-size` items each; `--requests` counts items
+//!   (rounded up to whole batches), so a run writes as many as `distinct` with the same
+//!   `--requests`. Each batch is a window of new keys that shares its first tenth with the
+//!   previous batch and its last tenth with the next, and every other batch lists its keys in
+//!   reverse, so that batches in flight together contend for keys in opposite orders. The
+//!   report gives items/s beside requests/s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal as _;
@@ -39,6 +45,7 @@ enum Scenario {
     Zipf,
     Race,
     Mixed,
+    Batch,
 }
 
 /// Load generator and race checker for product-service.
@@ -51,7 +58,7 @@ struct Args {
     /// What the requests look like.
     #[arg(long, value_enum, default_value_t = Scenario::Distinct)]
     scenario: Scenario,
-    /// Total requests (ignored when --duration is given).
+    /// Total requests; in the batch scenario, total items (ignored when --duration is given).
     #[arg(long, default_value_t = 10_000)]
     requests: u64,
     /// Run for this many seconds instead of a number of requests.
@@ -66,6 +73,10 @@ struct Args {
     /// Identical requests released together (race).
     #[arg(long, default_value_t = 8)]
     dup: usize,
+    /// Items per batch request (batch).
+    #[arg(long, default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    batch_size: u64,
     /// Zipf exponent.
     #[arg(long, default_value_t = 1.1)]
     zipf_s: f64,
@@ -90,6 +101,8 @@ struct Tally {
     statuses: BTreeMap<u16, u64>,
     errors: Vec<String>,
     keys: BTreeSet<u64>,
+    /// Items of batch requests answered 200.
+    items: u64,
 }
 
 impl Tally {
@@ -100,6 +113,7 @@ impl Tally {
             statuses: BTreeMap::new(),
             errors: Vec::new(),
             keys: BTreeSet::new(),
+            items: 0,
         }
     }
 
@@ -117,6 +131,7 @@ impl Tally {
                 .take(5usize.saturating_sub(self.errors.len())),
         );
         self.keys.extend(other.keys);
+        self.items += other.items;
     }
 }
 
@@ -139,6 +154,7 @@ impl Run {
             None => {
                 let total = match self.args.scenario {
                     Scenario::Race => self.args.requests.div_ceil(self.args.dup as u64),
+                    Scenario::Batch => self.args.requests.div_ceil(self.args.batch_size),
                     _ => self.args.requests,
                 };
                 (n < total).then_some(n)
@@ -165,6 +181,32 @@ impl Run {
         tally.keys.insert(key);
     }
 
+    /// The keys of batch `n`, in the order it sends them: a window of `--batch-size` keys that
+    /// shares a tenth with each neighbouring batch, reversed in every other batch.
+    fn batch_keys(&self, n: u64) -> Vec<u64> {
+        let size = self.args.batch_size;
+        let overlap = size / 10;
+        let first = n * (size - overlap);
+        let mut keys: Vec<u64> = (first..first + size).collect();
+        if n % 2 == 1 {
+            keys.reverse();
+        }
+        keys
+    }
+
+    async fn upsert_batch(&self, n: u64, tally: &mut Tally) {
+        let keys = self.batch_keys(n);
+        let body: Vec<serde_json::Value> = keys.iter().map(|key| self.body(*key)).collect();
+        let request = self
+            .client
+            .post(format!("{}/products/batch", self.args.url))
+            .json(&body);
+        if self.send(request, tally).await == 200 {
+            tally.items += keys.len() as u64;
+        }
+        tally.keys.extend(keys);
+    }
+
     async fn read(&self, key: u64, tally: &mut Tally) {
         let request = self
             .client
@@ -177,7 +219,8 @@ impl Run {
         self.send(request, tally).await;
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, tally: &mut Tally) {
+    /// Sends `request` and records its latency and status; returns the status (0: no answer).
+    async fn send(&self, request: reqwest::RequestBuilder, tally: &mut Tally) -> u16 {
         let started = Instant::now();
         let result = request.send().await;
         let status = match result {
@@ -205,6 +248,7 @@ impl Run {
         if let Some(progress) = &self.progress {
             progress.inc(1);
         }
+        status
     }
 }
 
@@ -220,6 +264,7 @@ async fn worker(run: Arc<Run>, worker_id: u64) -> Tally {
     while let Some(n) = run.claim() {
         match run.args.scenario {
             Scenario::Distinct => run.upsert(n, &mut tally).await,
+            Scenario::Batch => run.upsert_batch(n, &mut tally).await,
             Scenario::Hot => run.upsert(0, &mut tally).await,
             Scenario::Zipf => {
                 let key = zipf.as_ref().map_or(0, |z| z.sample(&mut rng) as u64);
@@ -258,6 +303,12 @@ struct Report {
     concurrency: usize,
     seconds: f64,
     requests_per_second: f64,
+    /// Items of batch requests answered 200 (batch only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<u64>,
+    /// Those items per second (batch only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items_per_second: Option<f64>,
     latency_ms: BTreeMap<&'static str, f64>,
     statuses: BTreeMap<String, u64>,
     first_errors: Vec<String>,
@@ -398,6 +449,9 @@ async fn main() -> ExitCode {
     let progress = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let bar = match args.duration {
             Some(_) => indicatif::ProgressBar::new_spinner(),
+            None if args.scenario == Scenario::Batch => {
+                indicatif::ProgressBar::new(args.requests.div_ceil(args.batch_size))
+            }
             None => indicatif::ProgressBar::new(args.requests),
         };
         bar.set_style(
@@ -468,6 +522,9 @@ async fn main() -> ExitCode {
         concurrency,
         seconds,
         requests_per_second: requests as f64 / seconds,
+        items: (run.args.scenario == Scenario::Batch).then_some(total.items),
+        items_per_second: (run.args.scenario == Scenario::Batch)
+            .then(|| total.items as f64 / seconds),
         latency_ms: BTreeMap::from([
             ("p50", percentile_ms(&total.latency_us, 0.5)),
             ("p90", percentile_ms(&total.latency_us, 0.9)),
@@ -513,6 +570,9 @@ fn print_report(report: &Report, json: bool) {
         report.requests_per_second,
         report.concurrency
     );
+    if let (Some(items), Some(per_second)) = (report.items, report.items_per_second) {
+        println!("items: {items} committed, {per_second:.0} items/s");
+    }
     let latency: Vec<String> = report
         .latency_ms
         .iter()

@@ -1,7 +1,9 @@
 //! Reading product bodies: presence, `null`, JSON types and unknown fields first, then lengths
 //! and characters with `validator`. Every problem of a body is reported, by field name.
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
@@ -26,6 +28,26 @@ pub enum InputError {
     /// Some fields (or query parameters) are missing or invalid: messages by name.
     #[error("invalid input")]
     Invalid(FieldErrors),
+    /// The body of a batch is JSON, but not an array.
+    #[error("request body must be a JSON array of products")]
+    NotAnArray,
+    /// A batch has more items than its limit allows.
+    #[error("a batch holds at most {limit} items (BATCH_MAX_ITEMS); this one has {got}")]
+    TooManyItems {
+        /// The limit (`BATCH_MAX_ITEMS`).
+        limit: usize,
+        /// How many items the body had.
+        got: usize,
+    },
+    /// Some items of a batch are invalid: messages by `<index>.<field>` (or `<index>` alone for
+    /// an item that is not an object), and the indexes of the bad items, ascending.
+    #[error("invalid items in the batch")]
+    InvalidItems {
+        /// Messages by `<index>.<field>`, or by `<index>` for an item that is not an object.
+        errors: FieldErrors,
+        /// Every invalid item's index (0-based), ascending.
+        items: Vec<usize>,
+    },
 }
 
 impl InputError {
@@ -267,6 +289,48 @@ impl<'de> Visitor<'de> for MembersVisitor {
     }
 }
 
+/// Reads the elements of a JSON array: the members of those that `objects` says are objects,
+/// `None` for the others (skipped).
+struct ItemsVisitor<'a> {
+    objects: &'a [bool],
+}
+
+impl<'de> Visitor<'de> for ItemsVisitor<'_> {
+    type Value = Vec<Option<Members>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(self.objects.len());
+        loop {
+            let object = self.objects.get(items.len()).copied().unwrap_or(false);
+            match seq.next_element_seed(ItemSeed { object })? {
+                Some(item) => items.push(item),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+/// One element of a JSON array: an object read as [`Members`], or anything else skipped.
+struct ItemSeed {
+    object: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Option<Members>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        if self.object {
+            deserializer.deserialize_map(MembersVisitor).map(Some)
+        } else {
+            IgnoredAny::deserialize(deserializer).map(|_| None)
+        }
+    }
+}
+
 /// Reads typed fields out of a JSON object, collecting every problem by field name.
 pub(crate) struct FieldReader {
     object: Map<String, Value>,
@@ -288,10 +352,15 @@ impl FieldReader {
         presence: Presence,
     ) -> Result<Self, InputError> {
         let json_in_form = || body.trim_ascii_start().first() == Some(&b'{');
-        let mut members = match format {
+        let members = match format {
             BodyFormat::Form if !json_in_form() => Members::from_form(body)?,
             BodyFormat::Json | BodyFormat::Form => Members::from_json(body)?,
         };
+        Ok(Self::from_members(members, presence))
+    }
+
+    /// Reads the fields of an object's `members` according to `presence` (as [`Self::new`]).
+    fn from_members(mut members: Members, presence: Presence) -> Self {
         let mut errors = FieldErrors::new();
         for name in members.repeated {
             errors.insert(name, vec!["appears more than once".to_owned()]);
@@ -304,12 +373,50 @@ impl FieldReader {
             members.object.remove(name);
             errors.remove(name);
         }
-        Ok(Self {
+        Self {
             object: members.object,
             errors,
             presence,
             version,
-        })
+        }
+    }
+
+    /// Parses `body`, a JSON array of at most `max_items` elements, into a reader for each
+    /// element that is an object (`None` for one that is not), in order. Each object is read
+    /// exactly as [`Self::new`] reads a JSON body: repeated members are errors, read-only ones
+    /// are dropped.
+    ///
+    /// # Errors
+    /// [`InputError::MalformedJson`], [`InputError::NotAnArray`], or
+    /// [`InputError::TooManyItems`] (counted before any element is read).
+    pub(crate) fn for_each_item(
+        body: &[u8],
+        max_items: usize,
+        presence: Presence,
+    ) -> Result<Vec<Option<Self>>, InputError> {
+        // First as plain JSON, to know its shape (a `Value` keeps only the last of repeated
+        // members, so the objects are read again below, member by member).
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
+        let Value::Array(elements) = value else {
+            return Err(InputError::NotAnArray);
+        };
+        if elements.len() > max_items {
+            return Err(InputError::TooManyItems {
+                limit: max_items,
+                got: elements.len(),
+            });
+        }
+        let objects: Vec<bool> = elements.iter().map(Value::is_object).collect();
+        drop(elements);
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let items = deserializer
+            .deserialize_seq(ItemsVisitor { objects: &objects })
+            .map_err(|e| InputError::MalformedJson(e.to_string()))?;
+        Ok(items
+            .into_iter()
+            .map(|members| members.map(|m| Self::from_members(m, presence)))
+            .collect())
     }
 
     fn error(&mut self, field: &str, message: impl Into<String>) {

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::input::{BodyFormat, FieldReader, InputError, Presence};
+use crate::domain::input::{
+    BodyFormat, FieldErrors, FieldReader, InputError, Presence, ProductFields,
+};
 use crate::domain::key::ProductKey;
 use crate::domain::price::Price;
 
@@ -65,7 +67,57 @@ impl ProductInput {
     /// [`InputError`] naming every missing or invalid field, or saying the body is not a JSON
     /// object (or not a form).
     pub fn parse(body: &[u8], format: BodyFormat) -> Result<Self, InputError> {
-        let fields = FieldReader::new(body, format, Presence::Full)?.finish()?;
+        Self::from_fields(FieldReader::new(body, format, Presence::Full)?.finish()?)
+    }
+
+    /// Parses the body of `POST /products/batch`: a JSON array of at most `max_items` product
+    /// bodies, each read exactly as [`Self::parse`] reads a JSON body. An empty array is a
+    /// batch of nothing.
+    ///
+    /// # Errors
+    /// [`InputError::MalformedJson`]; [`InputError::NotAnArray`]; [`InputError::TooManyItems`]
+    /// over `max_items`; [`InputError::InvalidItems`] naming every problem of every bad item,
+    /// as `<index>.<field>` (`<index>` alone: the item is not a JSON object), and the bad
+    /// items' indexes.
+    pub fn parse_batch(body: &[u8], max_items: usize) -> Result<Vec<Self>, InputError> {
+        let readers = FieldReader::for_each_item(body, max_items, Presence::Full)?;
+        let mut inputs = Vec::with_capacity(readers.len());
+        let mut errors = FieldErrors::new();
+        let mut items = Vec::new();
+        for (index, reader) in readers.into_iter().enumerate() {
+            let parsed = match reader {
+                Some(reader) => reader.finish().and_then(Self::from_fields),
+                None => Err(InputError::field("", "must be a JSON object")),
+            };
+            match parsed {
+                Ok(input) => inputs.push(input),
+                Err(error) => {
+                    items.push(index);
+                    // A reader's errors are field errors; anything else is the item's own.
+                    let fields = match error {
+                        InputError::Invalid(fields) => fields,
+                        other => FieldErrors::from([(String::new(), vec![other.to_string()])]),
+                    };
+                    for (field, messages) in fields {
+                        let name = if field.is_empty() {
+                            index.to_string()
+                        } else {
+                            format!("{index}.{field}")
+                        };
+                        errors.insert(name, messages);
+                    }
+                }
+            }
+        }
+        if items.is_empty() {
+            Ok(inputs)
+        } else {
+            Err(InputError::InvalidItems { errors, items })
+        }
+    }
+
+    /// The input of fields that [`Presence::Full`] reading accepted.
+    fn from_fields(fields: ProductFields) -> Result<Self, InputError> {
         Ok(Self {
             key: ProductKey::new(
                 required(fields.brand, "brand")?,
@@ -228,5 +280,59 @@ mod tests {
             move_serial.key_over(&legacy),
             ProductKey::new("Caf\u{e9}", "T", "M")
         );
+    }
+
+    #[test]
+    fn a_batch_is_read_item_by_item_as_post_bodies_are() {
+        let inputs = ProductInput::parse_batch(
+            r#"[{"brand":" A ","serial":"S","manufacturer":"M","name":"N","id":7},
+                {"brand":"Cafe\u0301","serial":"S","manufacturer":"M","name":"N","price":"1.50"}]"#
+                .as_bytes(),
+            10,
+        )
+        .expect("valid");
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(
+            inputs[0].key.brand, "A",
+            "trimmed; read-only members ignored"
+        );
+        assert_eq!(inputs[1].key.brand, "Caf\u{e9}", "NFC");
+        assert!(
+            ProductInput::parse_batch(b"[]", 10)
+                .expect("empty")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_batch_names_every_bad_item_by_index() {
+        let body = r#"[{"brand":"A","serial":"S","manufacturer":"M","name":"N"},
+            {"brand":"A","brand":"B","serial":"S","manufacturer":"M","name":"N"},
+            {"brand":"A\u200b","serial":"S","manufacturer":"M","name":"N","price":"-1"},
+            5]"#;
+        let Err(InputError::InvalidItems { errors, items }) =
+            ProductInput::parse_batch(body.as_bytes(), 10)
+        else {
+            panic!("bad items must be refused");
+        };
+        assert_eq!(items, [1, 2, 3]);
+        let names: Vec<&str> = errors.keys().map(String::as_str).collect();
+        assert_eq!(names, ["1.brand", "2.brand", "2.price", "3"], "{errors:?}");
+    }
+
+    #[test]
+    fn a_batch_body_must_be_an_array_within_the_limit() {
+        assert_eq!(
+            ProductInput::parse_batch(br#"{"brand":"A"}"#, 10).err(),
+            Some(InputError::NotAnArray)
+        );
+        assert_eq!(
+            ProductInput::parse_batch(b"[1,2,3]", 2).err(),
+            Some(InputError::TooManyItems { limit: 2, got: 3 })
+        );
+        assert!(matches!(
+            ProductInput::parse_batch(b"[{", 2),
+            Err(InputError::MalformedJson(_))
+        ));
     }
 }

@@ -82,6 +82,11 @@ fn assert_error(error: &InputError, body: &Value) -> Result<(), TestCaseError> {
         InputError::MalformedJson(_) | InputError::MalformedForm(_) => {
             prop_assert!(false, "serialised JSON read as malformed: {error}")
         }
+        InputError::NotAnArray
+        | InputError::TooManyItems { .. }
+        | InputError::InvalidItems { .. } => {
+            prop_assert!(false, "a single body answered with a batch error: {error}")
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Extractors: the request body (JSON, or a form as DRF clients send it) and the product id of
-//! `/products/{id}`.
+//! Extractors: the request body (JSON, or a form as DRF clients send it), the batch body (JSON
+//! only, with a limit of its own) and the product id of `/products/{id}`.
 
 use std::time::Duration;
 
@@ -34,26 +34,77 @@ impl FromRequest for RequestBody {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let (limit, timeout) = req
-            .app_data::<web::Data<AppState>>()
-            .map_or((0, Duration::ZERO), |state| {
-                (state.max_body_bytes, state.body_timeout)
-            });
-        let declared = check_headers(req, limit);
-        let payload = payload.take();
-        Box::pin(async move {
-            let format = declared?;
-            let bytes = tokio::time::timeout(timeout, read_body(payload, limit))
-                .await
-                .map_err(|_| ApiError::RequestTimeout)??;
-            Ok(RequestBody { bytes, format })
-        })
+        receive(
+            req,
+            payload,
+            |state| state.max_body_bytes,
+            Accept::JsonOrForm,
+        )
     }
 }
 
-/// Refuses what the headers already show: a body of a type we do not read, or declared too
-/// long. Else the body's format.
-fn check_headers(req: &HttpRequest, limit: u64) -> Result<BodyFormat, ApiError> {
+/// The body of `POST /products/batch`: declared as JSON (a form cannot carry an array of
+/// products), at most `BATCH_MAX_BODY_BYTES` long, received within `CLIENT_REQUEST_TIMEOUT_MS` of
+/// the request's head.
+///
+/// Errors: as [`RequestBody`]'s (415 for a form too).
+#[derive(Debug)]
+pub struct BatchBody {
+    /// The bytes, as received.
+    pub bytes: web::BytesMut,
+}
+
+impl FromRequest for BatchBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = receive(
+            req,
+            payload,
+            |state| state.batch_max_body_bytes,
+            Accept::Json,
+        );
+        Box::pin(async move { body.await.map(|body| Self { bytes: body.bytes }) })
+    }
+}
+
+/// The content types a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    Json,
+    JsonOrForm,
+}
+
+/// Receives a body of a type `accept` names, at most `limit(state)` bytes long.
+fn receive(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: fn(&AppState) -> u64,
+    accept: Accept,
+) -> LocalBoxFuture<'static, Result<RequestBody, ApiError>> {
+    let (limit, timeout) = req
+        .app_data::<web::Data<AppState>>()
+        .map_or((0, Duration::ZERO), |state| {
+            (limit(state), state.body_timeout)
+        });
+    let declared = check_headers(req, limit, accept);
+    let payload = payload.take();
+    Box::pin(async move {
+        let format = declared?;
+        let bytes = tokio::time::timeout(timeout, read_body(payload, limit))
+            .await
+            .map_err(|_| ApiError::RequestTimeout)??;
+        Ok(RequestBody { bytes, format })
+    })
+}
+
+/// Refuses what the headers already show: a body of a type we do not read (as `accept` says),
+/// or declared too long. Else the body's format.
+fn check_headers(req: &HttpRequest, limit: u64, accept: Accept) -> Result<BodyFormat, ApiError> {
+    let unsupported = ApiError::UnsupportedMediaType {
+        forms: accept == Accept::JsonOrForm,
+    };
     let format = match req.mime_type().ok().flatten() {
         Some(mime)
             if mime.type_() == mime::APPLICATION
@@ -61,10 +112,13 @@ fn check_headers(req: &HttpRequest, limit: u64) -> Result<BodyFormat, ApiError> 
         {
             BodyFormat::Json
         }
-        Some(mime) if mime.essence_str() == mime::APPLICATION_WWW_FORM_URLENCODED.essence_str() => {
+        Some(mime)
+            if accept == Accept::JsonOrForm
+                && mime.essence_str() == mime::APPLICATION_WWW_FORM_URLENCODED.essence_str() =>
+        {
             BodyFormat::Form
         }
-        _ => return Err(ApiError::UnsupportedMediaType),
+        _ => return Err(unsupported),
     };
     let declared = req
         .headers()

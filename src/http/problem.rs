@@ -63,8 +63,19 @@ pub enum ApiError {
     NotAnObject,
     #[error("invalid input")]
     Validation(FieldErrors),
+    #[error("request body must be a JSON array of products")]
+    NotAnArray,
+    #[error("a batch holds at most {limit} items (BATCH_MAX_ITEMS); this one has {got}")]
+    TooManyItems { limit: usize, got: usize },
+    /// Bad items of a batch: messages by `<index>.<field>`, and the items' indexes.
+    #[error("invalid items")]
+    InvalidItems {
+        errors: FieldErrors,
+        items: Vec<usize>,
+    },
+    /// `forms`: whether the route reads forms too.
     #[error("unsupported content type")]
-    UnsupportedMediaType,
+    UnsupportedMediaType { forms: bool },
     #[error("the request body did not arrive within CLIENT_REQUEST_TIMEOUT_MS")]
     RequestTimeout,
     #[error("request body larger than {limit} bytes")]
@@ -170,9 +181,14 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
-    /// Validation messages by field name (400 only).
+    /// Validation messages by field name (400 only); for a batch, by `<index>.<field>`
+    /// (`<index>` alone: the item is not a JSON object).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<FieldErrors>,
+    /// The indexes (0-based, ascending) of every invalid item of a batch (400 of
+    /// `POST /products/batch` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_items: Option<Vec<usize>>,
     /// The id of the product that already holds the key (409 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub existing_id: Option<i64>,
@@ -206,10 +222,14 @@ impl ApiError {
                 "urn:product-service:problem:malformed-form",
                 "Malformed form",
             ),
-            Self::NotAnObject | Self::Validation(_) => {
+            Self::NotAnObject
+            | Self::Validation(_)
+            | Self::NotAnArray
+            | Self::TooManyItems { .. }
+            | Self::InvalidItems { .. } => {
                 ("urn:product-service:problem:validation", "Invalid input")
             }
-            Self::UnsupportedMediaType => ("about:blank", "Unsupported Media Type"),
+            Self::UnsupportedMediaType { .. } => ("about:blank", "Unsupported Media Type"),
             Self::RequestTimeout => ("about:blank", "Request Timeout"),
             Self::PayloadTooLarge { .. } => ("about:blank", "Payload Too Large"),
             Self::ProductNotFound => ("urn:product-service:problem:not-found", "Product not found"),
@@ -247,6 +267,19 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
+            Self::InvalidItems { items, .. } => {
+                let named: Vec<String> = items
+                    .iter()
+                    .take(MAX_NAMED_IN_DETAIL)
+                    .map(ToString::to_string)
+                    .collect();
+                let more = items.len().saturating_sub(MAX_NAMED_IN_DETAIL);
+                let list = match more {
+                    0 => named.join(", "),
+                    n => format!("{} and {n} more", named.join(", ")),
+                };
+                format!("invalid items (by index): {list}; nothing was written")
+            }
             Self::Validation(errors) => {
                 let fields: Vec<&str> = errors
                     .keys()
@@ -259,9 +292,12 @@ impl ApiError {
                     n => format!("invalid: {} and {n} more", fields.join(", ")),
                 }
             }
-            Self::UnsupportedMediaType => "the request body must be sent as Content-Type: \
-                 application/json (or application/x-www-form-urlencoded)"
+            Self::UnsupportedMediaType { forms: true } => "the request body must be sent as \
+                 Content-Type: application/json (or application/x-www-form-urlencoded)"
                 .to_owned(),
+            Self::UnsupportedMediaType { forms: false } => {
+                "the request body must be sent as Content-Type: application/json".to_owned()
+            }
             Self::Unavailable { why, .. } => unavailable_detail(*why).to_owned(),
             Self::NotReady(why) => why.clone(),
             Self::Internal(_) => "the server failed to handle this request".to_owned(),
@@ -276,8 +312,11 @@ impl ResponseError for ApiError {
             Self::MalformedJson(_)
             | Self::MalformedForm(_)
             | Self::NotAnObject
-            | Self::Validation(_) => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            | Self::Validation(_)
+            | Self::NotAnArray
+            | Self::TooManyItems { .. }
+            | Self::InvalidItems { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
@@ -312,13 +351,17 @@ impl ResponseError for ApiError {
             detail: self.detail(),
             errors: match self {
                 // Bounded, so that a request of many bad members cannot make a far larger answer.
-                Self::Validation(errors) => Some(
+                Self::Validation(errors) | Self::InvalidItems { errors, .. } => Some(
                     errors
                         .iter()
                         .take(MAX_ERRORS)
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                 ),
+                _ => None,
+            },
+            invalid_items: match self {
+                Self::InvalidItems { items, .. } => Some(items.clone()),
                 _ => None,
             },
             existing_id: match self {
@@ -375,6 +418,9 @@ impl From<InputError> for ApiError {
             InputError::MalformedForm(message) => Self::MalformedForm(message),
             InputError::NotAnObject => Self::NotAnObject,
             InputError::Invalid(errors) => Self::Validation(errors),
+            InputError::NotAnArray => Self::NotAnArray,
+            InputError::TooManyItems { limit, got } => Self::TooManyItems { limit, got },
+            InputError::InvalidItems { errors, items } => Self::InvalidItems { errors, items },
         }
     }
 }

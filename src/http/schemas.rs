@@ -47,6 +47,44 @@ impl PartialSchema for ProductPatchRequest {
 
 impl ToSchema for ProductPatchRequest {}
 
+/// The body of `POST /products/batch`: an array of [`ProductRequest`]s, at most
+/// `BATCH_MAX_ITEMS` (its default in the document). Its schema is written by [`complete`].
+pub struct BatchRequest;
+
+impl PartialSchema for BatchRequest {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::Object(Object::new()))
+    }
+}
+
+impl ToSchema for BatchRequest {}
+
+/// The default of `BATCH_MAX_ITEMS`, the `maxItems` of [`BatchRequest`] in the document.
+pub const DEFAULT_BATCH_MAX_ITEMS: u64 = 1000;
+
+/// What a batch did to one of its items.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum BatchOutcome {
+    /// The item's key had no product: it was created.
+    Created,
+    /// The item's key had a product (or an earlier item of the batch created it): it was
+    /// updated.
+    Updated,
+}
+
+/// One item's result in the answer of `POST /products/batch`.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
+pub struct BatchResult {
+    /// The item's index in the request's array (0-based).
+    #[schema(minimum = 0)]
+    index: u32,
+    outcome: BatchOutcome,
+    /// The product as stored after this item was applied.
+    product: ProductBody,
+}
+
 /// A product: `price` as a decimal string, times in RFC 3339.
 #[derive(ToSchema)]
 #[expect(dead_code, reason = "describes the body for OpenAPI; never built")]
@@ -103,8 +141,19 @@ problem_response!(
     KeyConflict = 409,
     "Another product holds the new key: `existing_id`"
 );
+problem_response!(
+    InvalidBatch = 400,
+    "Invalid batch, nothing written: `invalid_items` lists the bad items by index and `errors` \
+     names each problem as `<index>.<field>` (`<index>` alone: not a JSON object); or the body \
+     is not a JSON array (or not JSON), or has more than BATCH_MAX_ITEMS items (`detail` says)"
+);
 problem_response!(TooLarge = 413, "Body over MAX_BODY_BYTES");
+problem_response!(BatchTooLarge = 413, "Body over BATCH_MAX_BODY_BYTES");
 problem_response!(NotJson = 415, "Body not declared application/json");
+problem_response!(
+    NotJsonOnly = 415,
+    "Body not declared application/json (a form cannot carry a batch)"
+);
 problem_response!(
     Unavailable = 503,
     "Lock, pool or database not available in time; nothing written",
@@ -320,6 +369,14 @@ pub fn complete(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     schemas["ProductRequest"] = request_schema(true);
     schemas["ProductPatchRequest"] = request_schema(false);
+    schemas["BatchRequest"] = json!({
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/ProductRequest"},
+        "maxItems": DEFAULT_BATCH_MAX_ITEMS,
+        "description": "Products to upsert in one transaction, in array order (a key given \
+            twice: the second updates what the first wrote). At most BATCH_MAX_ITEMS (default \
+            1000) items and BATCH_MAX_BODY_BYTES (default 4 MiB).",
+    });
     // The messages by field, an object (utoipa would name it after the Rust map type).
     if let Some(schemas) = schemas.as_object_mut() {
         schemas.remove("BTreeMap");
@@ -328,10 +385,11 @@ pub fn complete(doc: &mut Value) {
         "type": "object",
         "maxProperties": MAX_ERRORS,
         "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "description": "Validation messages by field or query parameter name (400 only): the \
+        "description": "Validation messages by field or query parameter name (400 only); for \
+            a batch, by `<index>.<field>` (`<index>` alone: the item is not a JSON object): the \
             first 50 by name; `detail` counts any others.",
     });
-    for answer in ["ProductBody", "Page", "Problem", "Status"] {
+    for answer in ["ProductBody", "Page", "Problem", "Status", "BatchResult"] {
         schemas[answer]["additionalProperties"] = json!(false);
     }
     schemas["ProductBody"]["properties"]["price"]["pattern"] = json!(r"^[0-9]{1,10}\.[0-9]{2}$");

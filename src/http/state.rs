@@ -12,6 +12,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Largest accepted request body, in bytes (`MAX_BODY_BYTES`).
     pub max_body_bytes: u64,
+    /// Largest accepted body of `POST /products/batch`, in bytes (`BATCH_MAX_BODY_BYTES`).
+    pub batch_max_body_bytes: u64,
+    /// Most products in one batch (`BATCH_MAX_ITEMS`).
+    pub batch_max_items: usize,
     /// How long a request's body may take to arrive once its head has
     /// (`CLIENT_REQUEST_TIMEOUT_MS`); then 408.
     pub body_timeout: std::time::Duration,

@@ -173,6 +173,44 @@ impl ProductService {
             .await
     }
 
+    /// Upserts every input of a batch request in one transaction, in the order given (a key
+    /// given twice: created or updated by the first, updated by the second), under the advisory
+    /// locks of all its keys, taken in sorted order ([`store::upsert_batch`]); either all commit
+    /// or none does. Returns what each input did, in order. An empty batch does nothing.
+    ///
+    /// It goes straight to the pool, past the key gate and group commit (which are for single
+    /// upserts): the advisory locks serialise it with them, as with any other writer. Each item
+    /// is counted in `product_batch_items_total`.
+    ///
+    /// # Errors
+    /// [`ServiceError::Unavailable`] when a lock (any key's, held elsewhere longer than
+    /// `LOCK_TIMEOUT_MS`), the pool or the database is not available in time; nothing written.
+    pub async fn upsert_batch(
+        &self,
+        inputs: &[ProductInput],
+    ) -> Result<Vec<Upserted>, ServiceError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let settings = &self.writer.settings;
+        let started = Instant::now();
+        let upserted = self
+            .writer
+            .runner
+            .run(async |conn| store::upsert_batch(conn, settings, inputs).await)
+            .await?;
+        let metrics = &self.writer.metrics;
+        metrics.observe_batch(
+            upserted.iter().filter(|u| u.created).count(),
+            upserted.iter().filter(|u| !u.created).count(),
+            started.elapsed(),
+        );
+        for (input, upserted) in inputs.iter().zip(&upserted) {
+            warn_if_duplicated(input, upserted);
+        }
+        Ok(upserted)
+    }
+
     /// The product `id`.
     ///
     /// # Errors

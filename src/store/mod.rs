@@ -12,7 +12,7 @@
 //! | file | what |
 //! |---|---|
 //! | [`locks`] | the wait bounds and the advisory-lock statements (steps 1 and 2) |
-//! | [`upsert`] | the upsert of one product (waiting for its key), or of many whose keys are free |
+//! | [`upsert`] | the upsert of one product (waiting for its key), of many whose keys are free, or of a batch request's (waiting for all its keys) |
 //! | [`products`] | reads, updates (PUT, PATCH) and deletes by id, the filtered list |
 //! | [`idempotency`] | requests with an `Idempotency-Key`: run once, answer stored with the write |
 //! | [`duplicates`] | keys with several rows, or stored in other spellings: counting, listing, merging |
@@ -28,4 +28,4 @@ pub mod upsert;
 
 pub use error::StoreError;
 pub use locks::TxSettings;
-pub use upsert::{Upserted, upsert, upsert_free};
+pub use upsert::{Upserted, upsert, upsert_batch, upsert_free};

@@ -1,5 +1,6 @@
 //! The upsert: create the product with a key, or update the one that has it, under the key's
-//! advisory lock, for one product or many in one transaction (group commit).
+//! advisory lock, for one product or many in one transaction: those whose keys are free (group
+//! commit), or all of a batch request's (`POST /products/batch`).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::db::prepared::Prepared;
 use crate::domain::{Preconditions, Product, ProductInput, ProductKey};
 use crate::store::error::StoreError;
-use crate::store::locks::{TxSettings, bound_waits_query, lock_key_query, try_lock_keys_query};
+use crate::store::locks::{
+    TxSettings, bound_waits_query, lock_key_query, lock_keys_query, try_lock_keys_query,
+};
 use crate::store::models::ProductRow;
 use crate::store::products::rows_with_key_for_update;
 
@@ -267,6 +270,53 @@ pub async fn upsert_if(
         .await
 }
 
+/// Upserts every input of a batch request in one transaction, in the order given, waiting for
+/// every key's advisory lock (at most `lock_timeout` in all); either all commit or none does.
+///
+/// Three round trips: `BEGIN`; then, pipelined, the wait bounds, one statement that takes the
+/// advisory lock of every distinct key in ascending lock-key order ([`lock_keys_query`]: two
+/// batches with overlapping keys, in whatever order, cannot deadlock, nor can a batch and a
+/// key-changing update, which sorts its keys the same way), and the writes, one statement each,
+/// in array order (each starts, and takes its snapshot, after the lock statement ended, and
+/// sees the writes before it: a key given twice is created by the first and updated by the
+/// second); then `COMMIT`. Each write is the single upsert's own statement, so a key with
+/// legacy duplicates updates the oldest row here too.
+///
+/// Returns what each input did, in order.
+///
+/// # Errors
+/// [`StoreError::Database`] with the first failing statement's error (a lock not granted within
+/// `lock_timeout`: SQLSTATE 55P03); nothing is written.
+pub async fn upsert_batch(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    inputs: &[ProductInput],
+) -> Result<Vec<Upserted>, StoreError> {
+    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
+    conn.build_transaction()
+        .read_committed()
+        .run(async |conn: &mut AsyncPgConnection| {
+            let mut pipeline: &AsyncPgConnection = conn;
+            let bounds = bound_waits_query(settings).execute(&mut pipeline);
+            let locks = batch_locks(settings, &keys, pipeline);
+            let writes: Vec<_> = inputs
+                .iter()
+                .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
+                .collect();
+            let (bounds, locks, rows) =
+                futures_util::future::join3(bounds, locks, futures_util::future::join_all(writes))
+                    .await;
+            // The first statement to fail says why; the later ones only see an aborted transaction.
+            bounds?;
+            locks?;
+            let rows = rows
+                .into_iter()
+                .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?;
+            Ok::<_, StoreError>(rows.into_iter().map(Upserted::from).collect())
+        })
+        .await
+}
+
 /// The upsert under `preconditions`, inside a transaction the caller opened (and whose waits it
 /// bounded): the key's lock in a statement of its own, then the key's rows read and locked, the
 /// preconditions checked against the oldest, and the write. Returns what it did and how long
@@ -297,4 +347,36 @@ pub(crate) async fn upsert_in(
         .get_result::<UpsertRow>(conn)
         .await?;
     Ok((Upserted::from(row), waited))
+}
+
+/// The lock statements of a batch, sent on `pipeline`: every distinct key's lock, in ascending
+/// lock-key order, in one statement. Test builds can switch the locks off, or take them one
+/// statement per key in array order (the deadlock the sorted order prevents).
+async fn batch_locks(
+    settings: &TxSettings,
+    keys: &[&ProductKey],
+    mut pipeline: &AsyncPgConnection,
+) -> diesel::QueryResult<()> {
+    if !settings.takes_advisory_locks() || keys.is_empty() {
+        return Ok(());
+    }
+    #[cfg(feature = "test-hooks")]
+    if settings.hooks.batch_locks_in_array_order {
+        let mut distinct: Vec<&ProductKey> = Vec::new();
+        for key in keys {
+            if !distinct.contains(key) {
+                distinct.push(key);
+            }
+        }
+        let locks: Vec<_> = distinct
+            .into_iter()
+            .map(|key| lock_key_query(key).execute(&mut pipeline))
+            .collect();
+        for lock in futures_util::future::join_all(locks).await {
+            lock?;
+        }
+        return Ok(());
+    }
+    lock_keys_query(keys).execute(&mut pipeline).await?;
+    Ok(())
 }

@@ -18,6 +18,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Batch size buckets, in items.
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+
 /// Every instrument of the service.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -25,6 +28,9 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     upserts: IntCounterVec,
+    batch_items: IntCounterVec,
+    batch_size: Histogram,
+    batch_transaction: Histogram,
     lock_wait: Histogram,
     upsert_transaction: Histogram,
     pool_connections: IntGaugeVec,
@@ -130,6 +136,9 @@ impl Metrics {
         for outcome in ["created", "updated", "failed"] {
             metrics.upserts.with_label_values(&[outcome]);
         }
+        for outcome in ["created", "updated"] {
+            metrics.batch_items.with_label_values(&[outcome]);
+        }
         for kind in DbErrorKind::ALL {
             metrics.db_errors.with_label_values(&[kind.label()]);
         }
@@ -186,6 +195,34 @@ impl Metrics {
                     ),
                     &["outcome"],
                 ),
+            ),
+            batch_items: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "product_batch_items_total",
+                        "Items of committed POST /products/batch requests, by outcome (created, \
+                         updated)",
+                    ),
+                    &["outcome"],
+                ),
+            ),
+            batch_size: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "product_batch_size_items",
+                        "Items per committed POST /products/batch request",
+                    )
+                    .buckets(BATCH_SIZE_BUCKETS.to_vec()),
+                ),
+            ),
+            batch_transaction: register(
+                r,
+                Histogram::with_opts(latency(
+                    "product_batch_transaction_seconds",
+                    "Duration of a committed batch's transaction (pool wait, locks, writes, commit)",
+                )),
             ),
             lock_wait: register(
                 r,
@@ -341,6 +378,19 @@ impl Metrics {
         };
         self.upserts.with_label_values(&[label]).inc();
         self.upsert_transaction.observe(transaction.as_secs_f64());
+    }
+
+    /// Counts the items of one committed batch request by outcome, its size and how long it
+    /// took (from asking for a connection to the commit).
+    pub fn observe_batch(&self, created: usize, updated: usize, elapsed: Duration) {
+        self.batch_items
+            .with_label_values(&["created"])
+            .inc_by(created as u64);
+        self.batch_items
+            .with_label_values(&["updated"])
+            .inc_by(updated as u64);
+        self.batch_size.observe((created + updated) as f64);
+        self.batch_transaction.observe(elapsed.as_secs_f64());
     }
 
     /// Records how long an upsert waited for its advisory lock.

@@ -136,3 +136,41 @@ async fn cleanup_deletes_the_rows_of_its_run_and_no_others() {
     assert_eq!(app.count_products("brand = 'lt-7-distinct'").await, 0);
     assert_eq!(app.count_products("true").await, 1, "other rows stay");
 }
+
+#[tokio::test]
+async fn a_batch_run_reports_items_per_second_and_verifies_its_overlapping_keys() {
+    let app = spawn_app().await;
+
+    let output = loadtest(
+        &app,
+        &[
+            "--scenario",
+            "batch",
+            "--requests",
+            "400",
+            "--batch-size",
+            "20",
+            "--concurrency",
+            "4",
+            "--cleanup",
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = report(&output);
+    assert_eq!(report["requests"], 20, "400 items in batches of 20");
+    assert_eq!(report["statuses"]["200"], 20, "{report}");
+    assert_eq!(report["items"], 400);
+    assert!(report["items_per_second"].as_f64().is_some_and(|n| n > 0.0));
+    // Neighbouring batches share 2 of their 20 keys: 20 * 18 + 2 keys in all.
+    assert_eq!(report["verify"]["keys_checked"], 362);
+    assert_eq!(report["verify"]["passed"], true);
+    assert_eq!(report["cleaned_up"], 362);
+    assert_eq!(app.count_products("true").await, 0);
+}

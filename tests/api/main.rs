@@ -22,6 +22,7 @@ macro_rules! in_both_modes {
 }
 
 mod architecture;
+mod batch;
 mod binary;
 mod clients;
 mod concurrency;

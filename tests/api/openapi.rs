@@ -39,6 +39,13 @@ const OPERATIONS: &[(&str, &str, &[&str])] = &[
         &["200", "304", "400", "401", "404", "405", "429", "503"],
     ),
     (
+        "post",
+        "/products/batch",
+        &[
+            "200", "400", "401", "405", "408", "413", "415", "429", "503",
+        ],
+    ),
+    (
         "put",
         "/products/{id}",
         &[
@@ -249,14 +256,53 @@ async fn the_documented_bodies_match_what_the_parser_accepts() {
         .cloned()
         .collect();
     assert_eq!(property_names(&schemas["ProductBody"]), body_fields);
-    let problem = json(app.get("/products/0").await).await;
     let problem_schema = property_names(&schemas["Problem"]);
-    for key in problem.as_object().expect("object").keys() {
-        assert!(
-            problem_schema.contains(key),
-            "problem field {key} is not documented"
-        );
+    let not_found = json(app.get("/products/0").await).await;
+    let bad_batch = app
+        .client
+        .post(app.url("/products/batch"))
+        .json(&serde_json::json!([{"brand": "B"}]))
+        .send()
+        .await
+        .expect("POST /products/batch");
+    assert_eq!(bad_batch.status(), 400);
+    for problem in [not_found, json(bad_batch).await] {
+        for key in problem.as_object().expect("object").keys() {
+            assert!(
+                problem_schema.contains(key),
+                "problem field {key} is not documented"
+            );
+        }
     }
+
+    // The batch: an array of product requests; each result names the documented members.
+    let batch = &schemas["BatchRequest"];
+    assert_eq!(batch["type"], "array");
+    assert_eq!(
+        batch["items"]["$ref"],
+        "#/components/schemas/ProductRequest"
+    );
+    assert_eq!(batch["maxItems"], 1000, "the default BATCH_MAX_ITEMS");
+    let results = json(
+        app.client
+            .post(app.url("/products/batch"))
+            .json(&serde_json::json!([crate::helpers::product("O", "2", "M")]))
+            .send()
+            .await
+            .expect("POST /products/batch"),
+    )
+    .await;
+    let result_fields: BTreeSet<String> = results[0]
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(property_names(&schemas["BatchResult"]), result_fields);
+    assert_eq!(
+        schemas["BatchOutcome"]["enum"],
+        serde_json::json!(["created", "updated"])
+    );
 }
 
 /// The regular expression of a documented `pattern` (Rust's `regex` reads the `\\uXXXX`

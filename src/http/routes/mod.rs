@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | POST | `/products` | upsert by (brand, serial, manufacturer): 201 or 200 |
 //! | GET | `/products` | list, exact-match filters, keyset pages |
+//! | POST | `/products/batch` | upsert up to `BATCH_MAX_ITEMS` products in one transaction: 200 |
 //! | GET | `/products/{id}` | one product |
 //! | PUT | `/products/{id}` | replace every writable field |
 //! | PATCH | `/products/{id}` | change the fields it names |
@@ -40,6 +41,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let collection =
         resource("/products", "GET, HEAD, POST, OPTIONS").route(web::post().to(products::upsert));
     cfg.service(readable(collection, products::list));
+    // Before `/products/{id}`, whose `{id}` would match `batch` too.
+    cfg.service(
+        resource("/products/batch", "POST, OPTIONS").route(web::post().to(products::upsert_batch)),
+    );
     let item = resource("/products/{id}", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
         .route(web::put().to(products::replace))
         .route(web::patch().to(products::patch))

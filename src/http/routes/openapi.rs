@@ -28,6 +28,7 @@ pub const URL: &str = "/openapi.json";
     paths(
         products::upsert,
         products::list,
+        products::upsert_batch,
         products::get,
         products::replace,
         products::patch,

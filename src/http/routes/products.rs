@@ -10,13 +10,14 @@ use crate::domain::{
     entity_tag,
 };
 use crate::http::conditional::Conditions;
-use crate::http::extract::{ProductId, RequestBody};
+use crate::http::extract::{BatchBody, ProductId, RequestBody};
 use crate::http::forwarded::base_url;
 use crate::http::idempotency::{IdempotencyKeyHeader, caller_scope, fingerprint, render};
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
-    InvalidBody, InvalidQuery, KeyConflict, NotFound, NotJson, Page, ProductBody,
-    ProductPatchRequest, ProductRequest, TooLarge, Unavailable,
+    BatchRequest, BatchResult, BatchTooLarge, InvalidBatch, InvalidBody, InvalidQuery, KeyConflict,
+    NotFound, NotJson, NotJsonOnly, Page, ProductBody, ProductPatchRequest, ProductRequest,
+    TooLarge, Unavailable,
 };
 use crate::http::state::AppState;
 use crate::store::Upserted;
@@ -107,6 +108,50 @@ fn write_preconditions(
         return Err(ApiError::PreconditionRequired);
     }
     Ok(preconditions)
+}
+
+/// One item of the answer of `POST /products/batch` (described by [`BatchResult`]).
+#[derive(Serialize)]
+struct BatchItem<'a> {
+    index: usize,
+    outcome: &'static str,
+    product: &'a Product,
+}
+
+/// `POST /products/batch`: upsert every product of a JSON array in one transaction, in array
+/// order; 200 with one result per item, in the same order.
+#[utoipa::path(
+    post,
+    path = "/products/batch",
+    tag = "products",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item applied, in array order, in one transaction: \
+            one result per item, in the same order (an empty array answers [])",
+            body = Vec<BatchResult>),
+        InvalidBatch, BatchTooLarge, NotJsonOnly, Unavailable,
+    )
+)]
+pub async fn upsert_batch(
+    state: web::Data<AppState>,
+    body: BatchBody,
+) -> Result<HttpResponse, ApiError> {
+    let inputs = ProductInput::parse_batch(&body.bytes, state.batch_max_items)?;
+    let upserted = state.service.upsert_batch(&inputs).await?;
+    let results: Vec<BatchItem<'_>> = upserted
+        .iter()
+        .enumerate()
+        .map(|(index, upserted)| BatchItem {
+            index,
+            outcome: if upserted.created {
+                "created"
+            } else {
+                "updated"
+            },
+            product: &upserted.product,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(results))
 }
 
 /// `GET /products/{id}`.
