@@ -538,10 +538,19 @@ pub(crate) const IDEMPOTENCY_KEY_PATTERN: &str =
 /// `Idempotency-Key` on `POST /products` (IETF draft-ietf-httpapi-idempotency-key-header): the
 /// header, the replay marker, 409 while the first runs, 422 for another request.
 fn add_idempotency(doc: &mut Value) {
-    let operation = &mut doc["paths"]["/products"]["post"];
-    if !operation.is_object() {
-        return;
+    for (path, statuses) in [
+        ("/products", &["200", "201"][..]),
+        ("/products/batch", &["200"][..]),
+    ] {
+        let operation = &mut doc["paths"][path]["post"];
+        if operation.is_object() {
+            add_idempotency_to(operation, statuses);
+        }
     }
+}
+
+/// The `Idempotency-Key` of one operation whose successes are `statuses`.
+fn add_idempotency_to(operation: &mut Value, statuses: &[&str]) {
     let parameter = json!({
         "name": "Idempotency-Key", "in": "header", "required": false,
         "description": "Run this request once: a retry with the same key gets the first answer \
@@ -554,8 +563,8 @@ fn add_idempotency(doc: &mut Value) {
         None => operation["parameters"] = json!([parameter]),
     }
     let responses = &mut operation["responses"];
-    for status in ["200", "201"] {
-        responses[status]["headers"]["Idempotent-Replayed"] = json!({
+    for status in statuses {
+        responses[*status]["headers"]["Idempotent-Replayed"] = json!({
             "description": "true: this is the stored answer of the first request with this \
                 Idempotency-Key",
             "schema": {"type": "string", "enum": ["true"]},

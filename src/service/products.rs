@@ -12,7 +12,7 @@ use crate::service::key_gate::KeyGate;
 use crate::service::readiness::{self, NotReady};
 use crate::service::runner::Runner;
 use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
-use crate::store::idempotency::{IdempotencyKey, Idempotent, Respond};
+use crate::store::idempotency::{IdempotencyKey, Idempotent, Respond, Write, Written};
 use crate::store::{self, TxSettings, Upserted};
 use crate::telemetry::metrics::Metrics;
 
@@ -103,52 +103,83 @@ impl ProductService {
         key: IdempotencyKey<'_>,
         respond: &Respond,
     ) -> Result<Idempotent<Upserted>, ServiceError> {
-        let (settings, ttl, metrics) = (
-            &self.writer.settings,
-            self.idempotency_ttl,
-            &self.writer.metrics,
-        );
+        let write = Write::One {
+            input: &input,
+            preconditions,
+        };
+        Ok(match self.run_once(key, write, respond).await? {
+            Idempotent::Ran(Written::One(upserted, lock_wait), answer) => {
+                if let Some(lock_wait) = lock_wait {
+                    self.writer.metrics.observe_lock_wait(lock_wait);
+                }
+                warn_if_duplicated(&input, &upserted);
+                Idempotent::Ran(*upserted, answer)
+            }
+            Idempotent::Ran(Written::Batch(_), _) => {
+                return Err(ServiceError::Internal("a batch for one upsert".into()));
+            }
+            Idempotent::Replayed(answer) => Idempotent::Replayed(answer),
+        })
+    }
+
+    /// [`Self::upsert_batch`] with an `Idempotency-Key`, as [`Self::upsert_once`].
+    ///
+    /// # Errors
+    /// As [`Self::upsert_once`] and [`Self::upsert_batch`].
+    pub async fn upsert_batch_once(
+        &self,
+        inputs: &[ProductInput],
+        key: IdempotencyKey<'_>,
+        respond: &Respond,
+    ) -> Result<Idempotent<Vec<Upserted>>, ServiceError> {
+        Ok(
+            match self.run_once(key, Write::Batch(inputs), respond).await? {
+                Idempotent::Ran(Written::Batch(upserted), answer) => {
+                    for (input, upserted) in inputs.iter().zip(&upserted) {
+                        warn_if_duplicated(input, upserted);
+                    }
+                    Idempotent::Ran(upserted, answer)
+                }
+                Idempotent::Ran(Written::One(..), _) => {
+                    return Err(ServiceError::Internal("one upsert for a batch".into()));
+                }
+                Idempotent::Replayed(answer) => Idempotent::Replayed(answer),
+            },
+        )
+    }
+
+    /// Runs `write` once for `key` (see `store::idempotency`), counting what became of it.
+    async fn run_once(
+        &self,
+        key: IdempotencyKey<'_>,
+        write: Write<'_>,
+        respond: &Respond,
+    ) -> Result<Idempotent<Written>, ServiceError> {
+        let (settings, ttl) = (&self.writer.settings, self.idempotency_ttl);
+        let metrics = &self.writer.metrics;
         let started = Instant::now();
         let outcome = self
             .writer
             .runner
             .run(async |conn| {
-                store::idempotency::upsert_once(
-                    conn,
-                    settings,
-                    key,
-                    ttl,
-                    &input,
-                    preconditions,
-                    respond,
-                )
-                .await
+                store::idempotency::run_once(conn, settings, key, ttl, write, respond).await
             })
             .await;
-        match outcome {
-            Ok(Idempotent::Ran((upserted, lock_wait), response)) => {
-                self.writer.record(Some(&upserted), started.elapsed());
-                if let Some(lock_wait) = lock_wait {
-                    metrics.observe_lock_wait(lock_wait);
-                }
-                warn_if_duplicated(&input, &upserted);
-                Ok(Idempotent::Ran(upserted, response))
+        match &outcome {
+            Ok(Idempotent::Ran(Written::One(upserted, _), _)) => {
+                self.writer.record(Some(upserted), started.elapsed());
             }
-            Ok(Idempotent::Replayed(response)) => {
-                metrics.count_idempotency_replay();
-                Ok(Idempotent::Replayed(response))
-            }
-            Err(error) => {
-                match error {
-                    ServiceError::KeyInProgress => {
-                        metrics.count_idempotency_conflict("in_progress")
-                    }
-                    ServiceError::KeyReused => metrics.count_idempotency_conflict("reused"),
-                    _ => {}
-                }
-                Err(error)
-            }
+            Ok(Idempotent::Ran(Written::Batch(upserted), _)) => metrics.observe_batch(
+                upserted.iter().filter(|u| u.created).count(),
+                upserted.iter().filter(|u| !u.created).count(),
+                started.elapsed(),
+            ),
+            Ok(Idempotent::Replayed(_)) => metrics.count_idempotency_replay(),
+            Err(ServiceError::KeyInProgress) => metrics.count_idempotency_conflict("in_progress"),
+            Err(ServiceError::KeyReused) => metrics.count_idempotency_conflict("reused"),
+            Err(_) => {}
         }
+        outcome
     }
 
     /// The single-request path (`GROUP_COMMIT=false`): one transaction per upsert, behind this

@@ -19,7 +19,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::domain::{Preconditions, ProductInput};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits};
-use crate::store::upsert::{Upserted, upsert_in};
+use crate::store::upsert::{Upserted, upsert_batch_in, upsert_in};
 
 /// The lock class of idempotency keys, the first `int4` of their advisory locks ("idem").
 const LOCK_CLASS: i32 = 0x6964_656d;
@@ -75,27 +75,47 @@ struct StoredRow {
     live: bool,
 }
 
-/// The answer of an upsert, as it will be replayed.
-pub type Respond = dyn Fn(&Upserted) -> StoredResponse + Send + Sync;
+/// The write a request with an idempotency key makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// One upsert (`POST /products`), under its preconditions.
+    One {
+        input: &'a ProductInput,
+        preconditions: &'a Preconditions,
+    },
+    /// A batch (`POST /products/batch`).
+    Batch(&'a [ProductInput]),
+}
 
-/// Runs the upsert of `input` under `preconditions` once for `key`, in a transaction that also
-/// stores its answer (`respond` writes it) for `ttl`; or replays the answer stored by an
-/// earlier request with the key. An answer is stored only when the upsert succeeds: a failed
-/// one (a 412, a 503) leaves the key free, so a retry runs again.
+/// What the write did.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// One upsert, and how long its lock took.
+    One(Box<Upserted>, Option<Duration>),
+    /// Each upsert of a batch, in order.
+    Batch(Vec<Upserted>),
+}
+
+/// The answer of a write, as it will be replayed.
+pub type Respond = dyn Fn(&Written) -> StoredResponse + Send + Sync;
+
+/// Runs `write` once for `key`, in a transaction that also stores its answer (`respond` writes
+/// it) for `ttl`; or replays the answer stored by an earlier request with the key. An answer is
+/// stored only when the write succeeds: a failed one (a 412, a 503) leaves the key free, so a
+/// retry runs again.
 ///
 /// # Errors
 /// [`StoreError::KeyInProgress`] while another request with the key runs;
 /// [`StoreError::KeyReused`] when the key's stored answer is for another request; what the
 /// upsert fails with. Nothing is written in any of these cases.
-pub async fn upsert_once(
+pub async fn run_once(
     conn: &mut AsyncPgConnection,
     settings: &TxSettings,
     key: IdempotencyKey<'_>,
     ttl: Duration,
-    input: &ProductInput,
-    preconditions: &Preconditions,
+    write: Write<'_>,
     respond: &Respond,
-) -> Result<Idempotent<(Upserted, Option<Duration>)>, StoreError> {
+) -> Result<Idempotent<Written>, StoreError> {
     conn.build_transaction()
         .read_committed()
         .run(async |conn: &mut AsyncPgConnection| {
@@ -146,8 +166,20 @@ pub async fn upsert_once(
                 }
                 None => {}
             }
-            let done = upsert_in(conn, settings, input, preconditions).await?;
-            let response = respond(&done.0);
+            let done = match write {
+                Write::One {
+                    input,
+                    preconditions,
+                } => {
+                    let (upserted, waited) =
+                        upsert_in(conn, settings, input, preconditions).await?;
+                    Written::One(Box::new(upserted), waited)
+                }
+                Write::Batch(inputs) => {
+                    Written::Batch(upsert_batch_in(conn, settings, inputs, false).await?)
+                }
+            };
+            let response = respond(&done);
             let headers = serde_json::to_string(&response.headers).unwrap_or_else(|_| "[]".into());
             diesel::sql_query(
                 "INSERT INTO idempotency_keys \

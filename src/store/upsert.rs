@@ -292,29 +292,46 @@ pub async fn upsert_batch(
     settings: &TxSettings,
     inputs: &[ProductInput],
 ) -> Result<Vec<Upserted>, StoreError> {
-    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
     conn.build_transaction()
         .read_committed()
         .run(async |conn: &mut AsyncPgConnection| {
-            let mut pipeline: &AsyncPgConnection = conn;
-            let bounds = bound_waits_query(settings).execute(&mut pipeline);
-            let locks = batch_locks(settings, &keys, pipeline);
-            let writes: Vec<_> = inputs
-                .iter()
-                .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
-                .collect();
-            let (bounds, locks, rows) =
-                futures_util::future::join3(bounds, locks, futures_util::future::join_all(writes))
-                    .await;
-            // The first statement to fail says why; the later ones only see an aborted transaction.
-            bounds?;
-            locks?;
-            let rows = rows
-                .into_iter()
-                .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?;
-            Ok::<_, StoreError>(rows.into_iter().map(Upserted::from).collect())
+            upsert_batch_in(conn, settings, inputs, true).await
         })
         .await
+}
+
+/// The statements of [`upsert_batch`] inside a transaction the caller opened; `bound` says
+/// whether to bound its waits here (the caller may have done it already).
+///
+/// # Errors
+/// As [`upsert_batch`].
+pub(crate) async fn upsert_batch_in(
+    conn: &mut AsyncPgConnection,
+    settings: &TxSettings,
+    inputs: &[ProductInput],
+    bound: bool,
+) -> Result<Vec<Upserted>, StoreError> {
+    let keys: Vec<&ProductKey> = inputs.iter().map(|input| &input.key).collect();
+    let mut pipeline: &AsyncPgConnection = conn;
+    let bounds = bound.then(|| bound_waits_query(settings).execute(&mut pipeline));
+    let locks = batch_locks(settings, &keys, pipeline);
+    let writes: Vec<_> = inputs
+        .iter()
+        .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
+        .collect();
+    let (bounds, locks, rows) = futures_util::future::join3(
+        optional(bounds),
+        locks,
+        futures_util::future::join_all(writes),
+    )
+    .await;
+    // The first statement to fail says why; the later ones only see an aborted transaction.
+    bounds?;
+    locks?;
+    let rows = rows
+        .into_iter()
+        .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?;
+    Ok(rows.into_iter().map(Upserted::from).collect())
 }
 
 /// The upsert under `preconditions`, inside a transaction the caller opened (and whose waits it

@@ -243,3 +243,38 @@ async fn keys_are_scoped_to_the_callers_api_token() {
     assert_eq!(retry.status(), 201);
     assert!(replayed(&retry), "the caller's own retry is a replay");
 }
+
+#[tokio::test]
+async fn a_batch_with_a_key_runs_once_and_its_retry_is_replayed() {
+    let app = spawn_app().await;
+    let batch = json!([product("Idem", "b1", "M"), product("Idem", "b2", "M")]);
+    let send = |body: &Value| {
+        app.client
+            .post(app.url("/products/batch"))
+            .header("idempotency-key", "batch-1")
+            .json(body)
+            .send()
+    };
+
+    let first = send(&batch).await.expect("send");
+    assert_eq!(first.status(), 200);
+    assert!(!replayed(&first));
+    let first_body = json(first).await;
+    assert_eq!(first_body[0]["outcome"], "created");
+
+    let retry = send(&batch).await.expect("send");
+    assert_eq!(retry.status(), 200);
+    assert!(replayed(&retry));
+    assert_eq!(
+        json(retry).await,
+        first_body,
+        "the first answer, created and all"
+    );
+    assert_eq!(app.count_products("version = 1").await, 2, "written once");
+
+    let other = send(&json!([product("Idem", "b3", "M")]))
+        .await
+        .expect("send");
+    assert_eq!(other.status(), 422);
+    assert_eq!(app.count_products("true").await, 2);
+}

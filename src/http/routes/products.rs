@@ -21,7 +21,7 @@ use crate::http::schemas::{
 };
 use crate::http::state::AppState;
 use crate::store::Upserted;
-use crate::store::idempotency::{IdempotencyKey, Idempotent, StoredResponse};
+use crate::store::idempotency::{IdempotencyKey, Idempotent, StoredResponse, Written};
 
 /// `POST /products`: create (201, `Location`) or update (200) the product with this key.
 #[utoipa::path(
@@ -59,7 +59,7 @@ pub async fn upsert(
     Ok(
         match state
             .service
-            .upsert_once(input, &conditions.0, key, &upsert_answer)
+            .upsert_once(input, &conditions.0, key, &written_answer)
             .await?
         {
             Idempotent::Ran(_, answer) => render(answer, false),
@@ -134,10 +134,36 @@ struct BatchItem<'a> {
 )]
 pub async fn upsert_batch(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: BatchBody,
+    idempotency_key: IdempotencyKeyHeader,
 ) -> Result<HttpResponse, ApiError> {
     let inputs = ProductInput::parse_batch(&body.bytes, state.batch_max_items)?;
-    let upserted = state.service.upsert_batch(&inputs).await?;
+    let Some(key) = idempotency_key.0 else {
+        let upserted = state.service.upsert_batch(&inputs).await?;
+        return Ok(render(batch_answer(&upserted), false));
+    };
+    let fingerprint = fingerprint("POST", "/products/batch", &body.bytes);
+    let scope = caller_scope(&req);
+    let key = IdempotencyKey {
+        scope: &scope,
+        key: &key,
+        fingerprint: &fingerprint,
+    };
+    Ok(
+        match state
+            .service
+            .upsert_batch_once(&inputs, key, &written_answer)
+            .await?
+        {
+            Idempotent::Ran(_, answer) => render(answer, false),
+            Idempotent::Replayed(answer) => render(answer, true),
+        },
+    )
+}
+
+/// The answer to a batch: 200 with one result per item, in order.
+fn batch_answer(upserted: &[Upserted]) -> StoredResponse {
     let results: Vec<BatchItem<'_>> = upserted
         .iter()
         .enumerate()
@@ -151,7 +177,19 @@ pub async fn upsert_batch(
             product: &upserted.product,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(results))
+    StoredResponse {
+        status: 200,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: serde_json::to_vec(&results).unwrap_or_default(),
+    }
+}
+
+/// The answer to what a request with an idempotency key wrote, as it is stored.
+fn written_answer(written: &Written) -> StoredResponse {
+    match written {
+        Written::One(upserted, _) => upsert_answer(upserted),
+        Written::Batch(upserted) => batch_answer(upserted),
+    }
 }
 
 /// `GET /products/{id}`.
