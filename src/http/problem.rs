@@ -351,9 +351,24 @@ impl ResponseError for ApiError {
             detail: self.detail(),
             errors: match self {
                 // Bounded, so that a request of many bad members cannot make a far larger answer.
-                Self::Validation(errors) | Self::InvalidItems { errors, .. } => Some(
+                Self::Validation(errors) => Some(
                     errors
                         .iter()
+                        .take(MAX_ERRORS)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                // Those of the lowest indexes (by name, `10.brand` would come before `2.brand`).
+                Self::InvalidItems { errors, items } => Some(
+                    items
+                        .iter()
+                        .flat_map(|index| {
+                            let whole = index.to_string();
+                            let prefix = format!("{index}.");
+                            errors
+                                .range(whole.clone()..)
+                                .take_while(move |(k, _)| *k == &whole || k.starts_with(&prefix))
+                        })
                         .take(MAX_ERRORS)
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),

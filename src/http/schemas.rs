@@ -385,9 +385,10 @@ pub fn complete(doc: &mut Value) {
         "type": "object",
         "maxProperties": MAX_ERRORS,
         "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "description": "Validation messages by field or query parameter name (400 only); for \
-            a batch, by `<index>.<field>` (`<index>` alone: the item is not a JSON object): the \
-            first 50 by name; `detail` counts any others.",
+        "description": "Validation messages by field or query parameter name (400 only): the \
+            first 50 by name; `detail` counts any others. For a batch, by `<index>.<field>` \
+            (`<index>` alone: the item is not a JSON object): those of the 50 lowest indexes; \
+            `invalid_items` lists every bad item.",
     });
     for answer in ["ProductBody", "Page", "Problem", "Status", "BatchResult"] {
         schemas[answer]["additionalProperties"] = json!(false);

@@ -111,6 +111,26 @@ async fn an_invalid_item_refuses_the_whole_batch_naming_each_bad_item_by_index()
 }
 
 #[tokio::test]
+async fn a_batch_of_many_bad_items_lists_them_all_and_the_errors_of_the_first_fifty() {
+    let app = spawn_app().await;
+    let items: Vec<Value> = (0..120)
+        .map(|i| json!({"brand": "A", "serial": format!("{i}"), "manufacturer": "M"}))
+        .collect();
+
+    let response = post_batch(&app, &Value::Array(items)).await;
+
+    assert_eq!(response.status(), 400);
+    let problem = json(response).await;
+    let listed = problem["invalid_items"].as_array().expect("invalid_items");
+    assert_eq!(listed.len(), 120, "every bad item");
+    let errors = problem["errors"].as_object().expect("errors");
+    let expected: std::collections::BTreeSet<String> =
+        (0..50).map(|i| format!("{i}.name")).collect();
+    let named: std::collections::BTreeSet<String> = errors.keys().cloned().collect();
+    assert_eq!(named, expected, "the lowest indexes, not the first by name");
+}
+
+#[tokio::test]
 async fn bodies_that_are_no_batch_are_refused_and_an_empty_one_does_nothing() {
     let app = spawn_app_with(|c| c.batch_max_items = 3).await;
     let send = |content_type: &'static str, body: &'static str| {
@@ -257,10 +277,14 @@ async fn a_key_with_legacy_duplicates_updates_the_oldest_row_as_a_single_post_do
     assert_eq!(app.count_products("name = 'newer'").await, 1);
 }
 
-/// Keys shared by the batches of the deadlock tests.
-const OVERLAPPING_KEYS: usize = 20;
-/// Rounds of the deadlock tests.
+/// Keys shared by the batches of the deadlock tests (many, so that the two batches are taking
+/// their locks at the same time, and a wrong order meets its deadlock, within a few rounds).
+const OVERLAPPING_KEYS: usize = 100;
+/// Rounds of the deadlock test.
 const ROUNDS: usize = 30;
+/// Most rounds of its control, which stops at the first deadlock (within 1 to 24 rounds of 20
+/// keys in the runs seen; more keys make it sooner).
+const CONTROL_ROUNDS: usize = 100;
 
 /// Two instances of the service on one database, configured by `configure`.
 async fn two_instances(configure: impl Fn(&mut Config) + Copy) -> (TestApp, Instance) {
@@ -281,11 +305,11 @@ fn opposite_batches(round: usize) -> (Value, Value) {
     (Value::Array(items), Value::Array(descending))
 }
 
-/// Runs [`ROUNDS`] rounds of two batches of the same keys in opposite orders, sent at once to
+/// Runs `rounds` rounds of two batches of the same keys in opposite orders, sent at once to
 /// two instances; returns every status, stopping after the first round with a failure.
-async fn opposite_order_rounds(app: &TestApp, other: &Instance) -> Vec<u16> {
+async fn opposite_order_rounds(app: &TestApp, other: &Instance, rounds: usize) -> Vec<u16> {
     let mut statuses = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let (ascending, descending) = opposite_batches(round);
         let (a, b) = futures::join!(
             post_batch_to(app, &app.address, &ascending),
@@ -313,7 +337,7 @@ fn deadlock_config(array_order: bool) -> impl Fn(&mut Config) + Copy {
 async fn batches_of_the_same_keys_in_opposite_orders_over_two_instances_never_deadlock() {
     let (app, other) = two_instances(deadlock_config(false)).await;
 
-    let statuses = opposite_order_rounds(&app, &other).await;
+    let statuses = opposite_order_rounds(&app, &other, ROUNDS).await;
 
     assert_eq!(statuses.len(), 2 * ROUNDS, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -337,7 +361,7 @@ async fn batches_of_the_same_keys_in_opposite_orders_over_two_instances_never_de
 async fn with_locks_in_array_order_the_same_batches_deadlock() {
     let (app, other) = two_instances(deadlock_config(true)).await;
 
-    let statuses = opposite_order_rounds(&app, &other).await;
+    let statuses = opposite_order_rounds(&app, &other, CONTROL_ROUNDS).await;
 
     eprintln!(
         "locks in array order: {} rounds, statuses {statuses:?}",
