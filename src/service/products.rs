@@ -211,7 +211,7 @@ impl ProductService {
     ///
     /// It goes straight to the pool, past the key gate and group commit (which are for single
     /// upserts): the advisory locks serialise it with them, as with any other writer. Each item
-    /// is counted in `product_batch_items_total`.
+    /// is counted in `batch_items_total`.
     ///
     /// # Errors
     /// [`ServiceError::Unavailable`] when a lock (any key's, held elsewhere longer than

@@ -200,7 +200,7 @@ impl Metrics {
                 r,
                 IntCounterVec::new(
                     Opts::new(
-                        "product_batch_items_total",
+                        "batch_items_total",
                         "Items of committed POST /products/batch requests, by outcome (created, \
                          updated)",
                     ),
