@@ -92,12 +92,13 @@ impl Application {
         });
 
         let mut background = Vec::new();
+        // SIGHUP re-reads API_TOKENS_FILE, and is ignored without one (never the default: exit).
+        let reload =
+            http::auth::reload_on_hangup(api_tokens.clone()).map_err(StartupError::Signal)?;
+        background.push(tokio::spawn(reload));
         let token_check = api_tokens
             .map(|tokens| -> Result<_, StartupError> {
                 if let Some(file) = tokens.file() {
-                    let reload = http::auth::reload_on_hangup(Arc::clone(&tokens))
-                        .map_err(StartupError::Signal)?;
-                    background.push(tokio::spawn(reload));
                     log::info!(
                         "API tokens: {} from {} (re-read on SIGHUP)",
                         tokens.len(),

@@ -338,6 +338,8 @@ pub(crate) struct FieldReader {
     presence: Presence,
     /// The `version` member, taken out with the other read-only members.
     version: Option<Value>,
+    /// Whether the members came from a form, where every value is text.
+    form: bool,
 }
 
 impl FieldReader {
@@ -352,11 +354,14 @@ impl FieldReader {
         presence: Presence,
     ) -> Result<Self, InputError> {
         let json_in_form = || body.trim_ascii_start().first() == Some(&b'{');
-        let members = match format {
-            BodyFormat::Form if !json_in_form() => Members::from_form(body)?,
-            BodyFormat::Json | BodyFormat::Form => Members::from_json(body)?,
+        let form = format == BodyFormat::Form && !json_in_form();
+        let members = match form {
+            true => Members::from_form(body)?,
+            false => Members::from_json(body)?,
         };
-        Ok(Self::from_members(members, presence))
+        let mut reader = Self::from_members(members, presence);
+        reader.form = form;
+        Ok(reader)
     }
 
     /// Reads the fields of an object's `members` according to `presence` (as [`Self::new`]).
@@ -378,6 +383,7 @@ impl FieldReader {
             errors,
             presence,
             version,
+            form: false,
         }
     }
 
@@ -491,7 +497,8 @@ impl FieldReader {
                     .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
                     .map(|f| f as i64)
             }),
-            Value::String(s) => s.trim().parse::<i64>().ok(),
+            // A form has only text; JSON has numbers for this.
+            Value::String(s) if self.form => s.trim().parse::<i64>().ok(),
             _ => None,
         }
         .filter(|n| *n >= 1);
@@ -521,7 +528,7 @@ impl FieldReader {
             self.error(
                 &field,
                 format!(
-                    "unknown field; expected one of: {} (read-only, ignored: {})",
+                    "unknown field; expected one of: {} (read-only: {})",
                     FIELDS.join(", "),
                     READ_ONLY_FIELDS.join(", ")
                 ),

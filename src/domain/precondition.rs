@@ -63,10 +63,12 @@ impl Preconditions {
         self.if_match.is_none() && self.if_none_match.is_none() && self.version.is_none()
     }
 
-    /// Whether the request states what it expects of the current product (`If-Match` or a
-    /// `version`), as `REQUIRE_IF_MATCH` demands of PUT, PATCH and DELETE.
+    /// Whether the request names the version it changes (`If-Match` with entity-tags, not `*`,
+    /// or a `version`), as `REQUIRE_IF_MATCH` demands of PUT, PATCH and DELETE: `*` only says
+    /// the product exists, which does not prevent a lost update.
     pub fn names_a_version(&self) -> bool {
-        self.if_match.is_some() || self.version.is_some()
+        matches!(&self.if_match, Some(TagList::Tags(tags)) if !tags.is_empty())
+            || self.version.is_some()
     }
 
     /// Evaluates the preconditions against the product as it is (`None`: there is none), in
@@ -190,5 +192,10 @@ mod tests {
         assert!(expect(1).check(None).is_err());
         assert!(expect(1).names_a_version());
         assert!(!Preconditions::default().names_a_version());
+        let any = Preconditions {
+            if_match: Some(TagList::Any),
+            ..Preconditions::default()
+        };
+        assert!(!any.names_a_version(), "* names no version");
     }
 }

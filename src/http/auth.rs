@@ -162,18 +162,24 @@ fn read_file(path: &Path) -> Result<Vec<TokenDigest>, String> {
 }
 
 /// Re-reads the tokens' file on every SIGHUP, for ever; a file that fails to read keeps the
-/// previous set, with a warning. The handler is installed before this returns, so that a SIGHUP
+/// previous set, with a warning; without a file (`tokens` `None`, or from `API_TOKENS`), a
+/// SIGHUP is logged and ignored. The handler is installed before this returns, so that a SIGHUP
 /// from then on never takes the process down (its default action).
 ///
 /// # Errors
 /// When the signal handler cannot be installed.
 pub fn reload_on_hangup(
-    tokens: Arc<ApiTokens>,
+    tokens: Option<Arc<ApiTokens>>,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(async move {
         while hangups.recv().await.is_some() {
+            let Some(tokens) = tokens.as_ref().filter(|tokens| tokens.file().is_some()) else {
+                // A reload command sent to every instance must not end this one.
+                log::info!("SIGHUP: no API_TOKENS_FILE to re-read; nothing to do");
+                continue;
+            };
             match tokens.reload() {
                 Ok(count) => log::info!("SIGHUP: API_TOKENS_FILE re-read, {count} tokens"),
                 Err(e) => log::warn!(

@@ -34,7 +34,7 @@ const REQUEST_HEADERS: [&str; 6] = [
 /// Response headers a cross-origin page may read: the ones this API sends or will send
 /// (`ETag`; the rate-limit fields of draft-ietf-httpapi-ratelimit-headers; a 401's
 /// `WWW-Authenticate`), beyond the CORS-safelisted ones.
-const EXPOSED_HEADERS: [&str; 9] = [
+const EXPOSED_HEADERS: [&str; 10] = [
     "etag",
     "location",
     "retry-after",
@@ -44,6 +44,7 @@ const EXPOSED_HEADERS: [&str; 9] = [
     "ratelimit-limit",
     "ratelimit-remaining",
     "www-authenticate",
+    "idempotent-replayed",
 ];
 
 /// How long a browser may cache a preflight's answer, in seconds.

@@ -103,11 +103,24 @@ impl ProductService {
         key: IdempotencyKey<'_>,
         respond: &Respond,
     ) -> Result<Idempotent<Upserted>, ServiceError> {
+        // Behind this instance's other requests for the key, holding no connection (as every
+        // single upsert outside group commit), so that requests on a held key cannot take the
+        // whole pool; the wait counts against LOCK_TIMEOUT_MS.
+        let entered = Instant::now();
+        let lock_timeout = Duration::from_millis(self.writer.settings.lock_timeout_ms);
+        let _pass = tokio::time::timeout(lock_timeout, self.key_gate.enter(&input.key))
+            .await
+            .map_err(|_| self.writer.runner.count(ServiceError::lock_timeout()))?;
+        let left = lock_timeout.saturating_sub(entered.elapsed());
+        if left < Duration::from_millis(1) {
+            return Err(self.writer.runner.count(ServiceError::lock_timeout()));
+        }
+        let settings = self.writer.settings.waiting_at_most(left);
         let write = Write::One {
             input: &input,
             preconditions,
         };
-        Ok(match self.run_once(key, write, respond).await? {
+        Ok(match self.run_once(&settings, key, write, respond).await? {
             Idempotent::Ran(Written::One(upserted, lock_wait), answer) => {
                 if let Some(lock_wait) = lock_wait {
                     self.writer.metrics.observe_lock_wait(lock_wait);
@@ -133,7 +146,10 @@ impl ProductService {
         respond: &Respond,
     ) -> Result<Idempotent<Vec<Upserted>>, ServiceError> {
         Ok(
-            match self.run_once(key, Write::Batch(inputs), respond).await? {
+            match self
+                .run_once(&self.writer.settings, key, Write::Batch(inputs), respond)
+                .await?
+            {
                 Idempotent::Ran(Written::Batch(upserted), answer) => {
                     for (input, upserted) in inputs.iter().zip(&upserted) {
                         warn_if_duplicated(input, upserted);
@@ -151,11 +167,12 @@ impl ProductService {
     /// Runs `write` once for `key` (see `store::idempotency`), counting what became of it.
     async fn run_once(
         &self,
+        settings: &TxSettings,
         key: IdempotencyKey<'_>,
         write: Write<'_>,
         respond: &Respond,
     ) -> Result<Idempotent<Written>, ServiceError> {
-        let (settings, ttl) = (&self.writer.settings, self.idempotency_ttl);
+        let ttl = self.idempotency_ttl;
         let metrics = &self.writer.metrics;
         let started = Instant::now();
         let outcome = self

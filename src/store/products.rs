@@ -67,7 +67,9 @@ pub async fn update(
             .read_committed()
             .run(async |conn: &mut AsyncPgConnection| {
                 bound_waits(conn, settings).await?;
-                let current = find(conn, id).await?.ok_or(StoreError::NotFound)?;
+                let current = find(conn, id)
+                    .await?
+                    .ok_or_else(|| missing(preconditions))?;
                 let old_key = current.key();
                 let new_key = patch.key_over(&old_key);
                 let keys = if new_key == old_key {
@@ -83,7 +85,7 @@ pub async fn update(
                     .first(conn)
                     .await
                     .optional()?
-                    .ok_or(StoreError::NotFound)?;
+                    .ok_or_else(|| missing(preconditions))?;
                 if locked.key() != old_key {
                     // Another writer moved the row after we read it: we hold the wrong lock.
                     return Ok(None);
@@ -118,6 +120,15 @@ pub async fn update(
     Err(StoreError::KeyKeptMoving)
 }
 
+/// Why a write of a product that is not there fails: a precondition that needs it (`If-Match`,
+/// a `version`) is false, 412 (RFC 9110, section 13.1.1); else it is not found, 404.
+fn missing(preconditions: &Preconditions) -> StoreError {
+    match preconditions.check(None) {
+        Err(failed) => StoreError::PreconditionFailed(failed),
+        Ok(()) => StoreError::NotFound,
+    }
+}
+
 /// Deletes the product `id`; `false` if there was none. With `preconditions`, the row is
 /// locked and they are checked first.
 ///
@@ -142,6 +153,10 @@ pub async fn delete(
                     .await
                     .optional()?;
                 let Some(locked) = locked else {
+                    // `If-Match` or a version on a product that is not there is false (412).
+                    preconditions
+                        .check(None)
+                        .map_err(StoreError::PreconditionFailed)?;
                     return Ok(false);
                 };
                 preconditions

@@ -70,8 +70,7 @@ async fn a_batch_applies_its_items_in_array_order_and_answers_one_result_per_ite
     let after = scrape(&app).await;
     let moved = |outcome: &str| {
         let labels = [("outcome", outcome)];
-        value(&after, "batch_items_total", &labels)
-            - value(&before, "batch_items_total", &labels)
+        value(&after, "batch_items_total", &labels) - value(&before, "batch_items_total", &labels)
     };
     assert_eq!(moved("created"), 1.0);
     assert_eq!(moved("updated"), 2.0);

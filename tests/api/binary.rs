@@ -91,6 +91,10 @@ async fn serve_starts_its_embedded_database_stops_it_on_sigterm_and_keeps_the_da
     );
 
     let (second, port) = serve(&data_dir);
+    // A reload signal sent to every instance (log rotation, ExecReload) ends none: without
+    // API_TOKENS_FILE it is logged and ignored.
+    kill(Pid::from_raw(second.id() as i32), Signal::SIGHUP).expect("send SIGHUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let again = client
         .post(format!("http://127.0.0.1:{port}/products"))
         .json(&product("Bin", "1", "M"))

@@ -278,3 +278,47 @@ async fn a_batch_with_a_key_runs_once_and_its_retry_is_replayed() {
     assert_eq!(other.status(), 422);
     assert_eq!(app.count_products("true").await, 2);
 }
+
+#[tokio::test]
+async fn keyed_requests_on_a_held_key_do_not_take_the_pool_from_other_keys() {
+    let app = spawn_app_with(|c| {
+        c.db_pool_size = 4;
+        c.db_pool_timeout_ms = 500;
+        c.waits.lock_timeout_ms = 3000;
+    })
+    .await;
+    let other = json(app.post_product(&product("Idem", "free", "M")).await).await;
+    let _holder = app.hold_key_lock("Idem", "held", "M").await;
+
+    let held = product("Idem", "held", "M");
+    let waiting = (0..12).map(|i| {
+        let body = held.clone();
+        let app = &app;
+        async move {
+            post(app, &app.address, &format!("held-{i}"), &body)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let read = app
+            .get(&format!("/products/{}", other["id"]))
+            .await
+            .status();
+        let write = app
+            .post_product(&product("Idem", "free", "M"))
+            .await
+            .status();
+        (read, write)
+    };
+    let (statuses, (read, write)) = tokio::join!(futures::future::join_all(waiting), others);
+
+    assert_eq!(read, 200, "a read of another product is not starved");
+    assert_eq!(write, 200, "a write of another key is not starved");
+    assert!(
+        statuses.iter().all(|s| *s == 503),
+        "the held key's requests time out: {statuses:?}"
+    );
+}

@@ -348,3 +348,49 @@ async fn concurrent_writers_with_one_if_match_make_exactly_one_change() {
     );
     assert_eq!(json(app.get(&path).await).await["version"], 2);
 }
+
+#[tokio::test]
+async fn edges_a_star_names_no_version_a_missing_product_fails_if_match_and_json_versions_are_numbers()
+ {
+    let strict = spawn_app_with(|c| c.require_if_match = true).await;
+    let (path, _, _) = create(&strict, "1").await;
+    let star = send(
+        &strict,
+        Method::PATCH,
+        &path,
+        &[("if-match", "*")],
+        Some(&json!({"name": "n"})),
+    )
+    .await;
+    assert_eq!(star.status(), 428, "* says only that the product exists");
+
+    let app = spawn_app().await;
+    for method in [Method::PATCH, Method::DELETE] {
+        let missing = send(
+            &app,
+            method.clone(),
+            "/products/999999",
+            &[("if-match", "*")],
+            Some(&json!({"name": "n"})),
+        )
+        .await;
+        assert_eq!(
+            missing.status(),
+            412,
+            "{method}: If-Match on nothing is false"
+        );
+    }
+    let plain = send(&app, Method::DELETE, "/products/999999", &[], None).await;
+    assert_eq!(plain.status(), 404);
+
+    let (path, _, _) = create(&app, "2").await;
+    let text = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &[],
+        Some(&json!({"version": "1"})),
+    )
+    .await;
+    assert_eq!(text.status(), 400, "in JSON a version is a number");
+}
