@@ -78,13 +78,8 @@ pub async fn update(
                     vec![&old_key, &new_key]
                 };
                 lock_keys(conn, &keys).await?;
-                let locked = products::table
-                    .find(id)
-                    .for_update()
-                    .select(ProductRow::as_select())
-                    .first(conn)
-                    .await
-                    .optional()?
+                let locked = row_for_update(conn, id)
+                    .await?
                     .ok_or_else(|| missing(preconditions))?;
                 if locked.key() != old_key {
                     // Another writer moved the row after we read it: we hold the wrong lock.
@@ -120,6 +115,17 @@ pub async fn update(
     Err(StoreError::KeyKeptMoving)
 }
 
+/// The row of product `id`, locked for update, if there is one.
+async fn row_for_update(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<ProductRow>> {
+    products::table
+        .find(id)
+        .for_update()
+        .select(ProductRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Why a write of a product that is not there fails: a precondition that needs it (`If-Match`,
 /// a `version`) is false, 412 (RFC 9110, section 13.1.1); else it is not found, 404.
 fn missing(preconditions: &Preconditions) -> StoreError {
@@ -145,14 +151,7 @@ pub async fn delete(
         .run(async |conn: &mut AsyncPgConnection| {
             bound_waits(conn, settings).await?;
             if !preconditions.is_empty() {
-                let locked = products::table
-                    .find(id)
-                    .for_update()
-                    .select(ProductRow::as_select())
-                    .first(conn)
-                    .await
-                    .optional()?;
-                let Some(locked) = locked else {
+                let Some(locked) = row_for_update(conn, id).await? else {
                     // `If-Match` or a version on a product that is not there is false (412).
                     preconditions
                         .check(None)

@@ -49,23 +49,31 @@ pub async fn upsert(
         let upserted = state.service.upsert_if(input, &conditions.0).await?;
         return Ok(render(upsert_answer(&upserted), false));
     };
-    let fingerprint = fingerprint("POST", "/products", &body.bytes);
-    let scope = caller_scope(&req);
+    let (scope, fingerprint) = key_context(&req, "/products", &body.bytes);
     let key = IdempotencyKey {
         scope: &scope,
         key: &key,
         fingerprint: &fingerprint,
     };
-    Ok(
-        match state
-            .service
-            .upsert_once(input, &conditions.0, key, &written_answer)
-            .await?
-        {
-            Idempotent::Ran(_, answer) => render(answer, false),
-            Idempotent::Replayed(answer) => render(answer, true),
-        },
-    )
+    let outcome = state
+        .service
+        .upsert_once(input, &conditions.0, key, &written_answer)
+        .await?;
+    Ok(keyed_answer(outcome))
+}
+
+/// Whose idempotency key a POST to `route` with `body` uses, and the fingerprint of the
+/// request.
+fn key_context(req: &HttpRequest, route: &str, body: &[u8]) -> (String, Vec<u8>) {
+    (caller_scope(req), fingerprint("POST", route, body))
+}
+
+/// The answer to a request with an idempotency key: the one it wrote, or the first one's again.
+fn keyed_answer<T>(outcome: Idempotent<T>) -> HttpResponse {
+    match outcome {
+        Idempotent::Ran(_, answer) => render(answer, false),
+        Idempotent::Replayed(answer) => render(answer, true),
+    }
 }
 
 /// The answer to an upsert: 201 with `Location` or 200, the product and its `ETag`; as it is
@@ -143,23 +151,17 @@ pub async fn upsert_batch(
         let upserted = state.service.upsert_batch(&inputs).await?;
         return Ok(render(batch_answer(&upserted), false));
     };
-    let fingerprint = fingerprint("POST", "/products/batch", &body.bytes);
-    let scope = caller_scope(&req);
+    let (scope, fingerprint) = key_context(&req, "/products/batch", &body.bytes);
     let key = IdempotencyKey {
         scope: &scope,
         key: &key,
         fingerprint: &fingerprint,
     };
-    Ok(
-        match state
-            .service
-            .upsert_batch_once(&inputs, key, &written_answer)
-            .await?
-        {
-            Idempotent::Ran(_, answer) => render(answer, false),
-            Idempotent::Replayed(answer) => render(answer, true),
-        },
-    )
+    let outcome = state
+        .service
+        .upsert_batch_once(&inputs, key, &written_answer)
+        .await?;
+    Ok(keyed_answer(outcome))
 }
 
 /// The answer to a batch: 200 with one result per item, in order.
