@@ -45,25 +45,72 @@ script() { # key-script [weight] -> combined upsert script path
     echo "$work/upsert-$1.sql"
 }
 
+# Cost of a run: CPU ticks of the PostgreSQL server (the postmaster with its reaped children, plus
+# the live backends), of the service process, and the WAL position. `snapshot` before and after a
+# run; `cost` turns the two into "server_cpu_us wal_bytes service_cpu_us", each per operation.
+postmaster_pid=$(as_pg head -n 1 "$work/pg/postmaster.pid")
+snapshot() {
+    local lsn
+    lsn=$("$bindir/psql" -Atq -h "$work/sock" -U postgres bench -c "SELECT pg_current_wal_lsn()")
+    python3 - "$postmaster_pid" "$service_pid" "$lsn" <<'EOF'
+import os, sys
+postmaster, service, lsn = sys.argv[1:4]
+def stat(pid):  # fields after "(comm)": [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return text[text.rindex(")") + 2:].split()
+server = sum(int(x) for x in stat(postmaster)[11:15])
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fields = stat(pid)
+    except OSError:
+        continue
+    if fields[1] == postmaster:
+        server += int(fields[11]) + int(fields[12])
+own = stat(service)
+print(server, int(own[11]) + int(own[12]), lsn)
+EOF
+}
+cost() { # "before" "after" operations -> "server_cpu_us wal_bytes service_cpu_us" per operation
+    local before=$1 after=$2 ops=$3 wal
+    wal=$("$bindir/psql" -Atq -h "$work/sock" -U postgres bench -c \
+        "SELECT pg_wal_lsn_diff('${after##* }', '${before##* }')")
+    python3 - "$before" "$after" "$ops" "$wal" "$(getconf CLK_TCK)" <<'EOF'
+import sys
+before, after = (s.split() for s in sys.argv[1:3])
+ops, wal, hz = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+us = lambda i: (int(after[i]) - int(before[i])) * 1e6 / hz / ops
+print(f"{us(0):.1f} {wal / ops:.0f} {us(1):.1f}")
+EOF
+}
+requests_of() { python3 -c 'import json, sys; print(json.load(sys.stdin)["requests"])'; }
+
 results="$work/results"
 : >"$results"
-record() { echo "$1|$2|$3" >>"$results"; } # scenario | service JSON | pgbench "tps p50 p99" or n/a
+# scenario | service JSON | pgbench "tps p50 p99" or n/a | service cost | pgbench cost (or n/a)
+record() { echo "$1|$2|$3|${4:-n/a}|${5:-n/a}" >>"$results"; }
 
+pgbench_ops=$((REQUESTS / CONCURRENCY * CONCURRENCY))
 for scenario in distinct hot zipf mixed; do
     echo "== $scenario" >&2
+    before=$(snapshot)
     service=$(loadtest "$scenario")
+    service_cost=$(cost "$before" "$(snapshot)" "$(echo "$service" | requests_of)")
+    before=$(snapshot)
     case $scenario in
         mixed) pg=$(pgbench_run "$scenario" -f "$(script uniform)@7" -f bench/read.sql@3) ;;
         *) pg=$(pgbench_run "$scenario" -f "$(script "$scenario")") ;;
     esac
-    record "$scenario" "$service" "$pg"
+    record "$scenario" "$service" "$pg" "$service_cost" "$(cost "$before" "$(snapshot)" "$pgbench_ops")"
 done
 
 echo "== reference: INSERT ... ON CONFLICT on a table with a unique constraint" >&2
 "$bindir/psql" -q -h "$work/sock" -U postgres bench -c \
     "CREATE TABLE products_unique (LIKE products INCLUDING DEFAULTS, UNIQUE (brand, serial, manufacturer))"
 cp bench/on-conflict.sql "$work/on-conflict.sql"
-record "distinct, ON CONFLICT" "n/a" "$(pgbench_run on-conflict -f "$work/on-conflict.sql")"
+before=$(snapshot)
+pg=$(pgbench_run on-conflict -f "$work/on-conflict.sql")
+record "distinct, ON CONFLICT" "n/a" "$pg" "n/a" "$(cost "$before" "$(snapshot)" "$pgbench_ops")"
 
 echo "== race" >&2
 record race "$(loadtest race)" "n/a"
@@ -106,14 +153,14 @@ python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" <<'EOF'
 import json, sys
 results, rss_kib, concurrency, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 held = [line.split() for line in open(sys.argv[5]) if line.strip()]
-rows = [line.rstrip("\n").split("|", 2) for line in open(results)]
+rows = [line.rstrip("\n").split("|", 4) for line in open(results)]
 print(f"\n{requests} requests per scenario, {concurrency} concurrent clients\n")
 head = f"{'scenario':<22}{'service req/s':>14}{'p50 ms':>9}{'p99 ms':>9}   {'pgbench tps':>12}{'p50 ms':>9}{'p99 ms':>9}   {'ratio':>6}  verify"
 print(head)
 print("-" * len(head))
 solo, p99s = {}, {}
 failed = False
-for scenario, service, pg in rows:
+for scenario, service, pg, _, _ in rows:
     if service == "n/a":
         tps, pg50, pg99 = (float(x) for x in pg.split())
         print(f"{scenario:<22}{'n/a':>14}{'':>9}{'':>9}   {tps:>12.0f}{pg50:>9.2f}{pg99:>9.2f}   (reference: needs a unique constraint)")
@@ -144,6 +191,17 @@ if rounds:
     codes = [code for code, _ in held]
     slowest = max((float(t) for _, t in held), default=0.0)
     print(f"  requests for the held key: {len(held)}, 503: {codes.count('503')}, other: {len(held) - codes.count('503')}, slowest answer {slowest:.2f} s")
-print(f"service peak RSS: {rss_kib / 1024:.1f} MiB")
+print("\nCost per operation (server CPU: the PostgreSQL processes' CPU time, reaped backends")
+print("included; WAL: pg_current_wal_lsn() before and after; service CPU: its process's CPU time)\n")
+head = f"{'scenario':<22}{'server CPU us':>14}{'WAL B':>8}{'service CPU us':>16}   {'pgbench server CPU us':>22}{'WAL B':>8}"
+print(head)
+print("-" * len(head))
+for scenario, _, _, service_cost, pg_cost in rows:
+    if service_cost == "n/a" and pg_cost == "n/a":
+        continue
+    s_cpu, s_wal, s_own = service_cost.split() if service_cost != "n/a" else ("n/a",) * 3
+    p_cpu, p_wal, _ = pg_cost.split() if pg_cost != "n/a" else ("n/a",) * 3
+    print(f"{scenario:<22}{s_cpu:>14}{s_wal:>8}{s_own:>16}   {p_cpu:>22}{p_wal:>8}")
+print(f"\nservice peak RSS: {rss_kib / 1024:.1f} MiB")
 sys.exit(1 if failed else 0)
 EOF
