@@ -2,7 +2,8 @@
 # Side-by-side benchmark: product-service under `loadtest` vs. pgbench running the same SQL
 # (bench/*.sql), in one run, on one private PostgreSQL with default settings (fsync on).
 #
-# usage: bench/run.sh            (env: REQUESTS=20000 CONCURRENCY=64 KEYS=10000 DUP=8)
+# usage: bench/run.sh [--rows N] (env: REQUESTS=20000 CONCURRENCY=64 KEYS=10000 DUP=8)
+#   --rows N preloads N rows before the runs, so that figures are taken at a realistic size.
 # needs: cargo, PostgreSQL server binaries with pgbench, python3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,26 @@ CONCURRENCY=${CONCURRENCY:-64}
 KEYS=${KEYS:-10000}
 DUP=${DUP:-8}
 RUN=$(date +%s)
+ROWS=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rows) ROWS=$2; shift 2 ;;
+        *) echo "usage: bench/run.sh [--rows N]   (N rows preloaded before the runs)" >&2; exit 2 ;;
+    esac
+done
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+
+if [ "$ROWS" -gt 0 ]; then
+    # A table of realistic size before the runs: brands of 1,000 rows, 100 manufacturers, one
+    # serial per row (SN-1 to SN-N), so that filters that are not a prefix of the key index show.
+    echo "== preloading $ROWS rows" >&2
+    "$bindir/psql" -q -h "$work/sock" -U postgres bench -c \
+        "INSERT INTO products (brand, serial, manufacturer, name) \
+         SELECT 'pre-' || (i / 1000), 'SN-' || i, 'M-' || (i % 100), 'preloaded' \
+         FROM generate_series(1, $ROWS) AS i; ANALYZE products"
+fi
 
 loadtest() { # scenario [seed] -> JSON report; the seed also names the run's keys
     target/release/loadtest --url "$url" --scenario "$1" --requests "$REQUESTS" \
@@ -147,9 +165,25 @@ done
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench-holder'" >/dev/null
 wait "$holder_pid" 2>/dev/null || true
 
+echo "== reads of single products and filtered pages ($ROWS rows preloaded)" >&2
+reads="$work/reads.txt"
+: >"$reads"
+read_time() { # label path -> median seconds of 11 GETs
+    local label=$1 path=$2 times=()
+    for _ in $(seq 1 11); do
+        times+=("$(curl -s -o /dev/null -w '%{time_total}' "$url$path")")
+    done
+    echo "$label $(printf '%s\n' "${times[@]}" | sort -n | sed -n 6p)" >>"$reads"
+}
+middle=$((ROWS > 0 ? ROWS / 2 : 1))
+read_time "GET /products?serial=SN-$middle" "/products?serial=SN-$middle"
+read_time "GET /products?manufacturer=M-7&limit=50" "/products?manufacturer=M-7&limit=50"
+read_time "GET /products?brand=pre-3&limit=50" "/products?brand=pre-3&limit=50"
+read_time "GET /products/1" "/products/1"
+
 rss_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$service_pid/status")
 
-python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" <<'EOF'
+python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" "$reads" <<'EOF'
 import json, sys
 results, rss_kib, concurrency, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 held = [line.split() for line in open(sys.argv[5]) if line.strip()]
@@ -202,6 +236,10 @@ for scenario, _, _, service_cost, pg_cost in rows:
     s_cpu, s_wal, s_own = service_cost.split() if service_cost != "n/a" else ("n/a",) * 3
     p_cpu, p_wal, _ = pg_cost.split() if pg_cost != "n/a" else ("n/a",) * 3
     print(f"{scenario:<22}{s_cpu:>14}{s_wal:>8}{s_own:>16}   {p_cpu:>22}{p_wal:>8}")
+print("\nReads, median of 11 (curl, one at a time, after the runs):")
+for line in open(sys.argv[6]):
+    label, seconds = line.rsplit(" ", 1)
+    print(f"  {label:<46}{float(seconds) * 1000:>8.1f} ms")
 print(f"\nservice peak RSS: {rss_kib / 1024:.1f} MiB")
 sys.exit(1 if failed else 0)
 EOF
