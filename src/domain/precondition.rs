@@ -58,6 +58,13 @@ pub struct PreconditionFailed {
 }
 
 impl Preconditions {
+    /// No precondition at all: the unconditional write.
+    pub const NONE: Self = Self {
+        if_match: None,
+        if_none_match: None,
+        version: None,
+    };
+
     /// Whether the request set no precondition at all.
     pub fn is_empty(&self) -> bool {
         self.if_match.is_none() && self.if_none_match.is_none() && self.version.is_none()

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::domain::FieldErrors;
 use crate::http::auth::Credentials;
 use crate::http::problem::ApiError;
-use crate::store::idempotency::StoredResponse;
+use crate::store::idempotency::{IdempotencyKey, StoredResponse};
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -86,6 +86,35 @@ fn unquote(rest: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A POST sent with an idempotency key: whose key it is, the key, and the request's
+/// fingerprint, owned for the length of the request.
+#[derive(Debug, Clone)]
+pub struct KeyedRequest {
+    scope: String,
+    key: String,
+    fingerprint: Vec<u8>,
+}
+
+impl KeyedRequest {
+    /// The key `key` of the POST `req` to `route` with `body`.
+    pub fn new(req: &HttpRequest, key: String, route: &str, body: &[u8]) -> Self {
+        Self {
+            scope: caller_scope(req),
+            key,
+            fingerprint: fingerprint("POST", route, body),
+        }
+    }
+
+    /// The key as the store takes it.
+    pub fn key(&self) -> IdempotencyKey<'_> {
+        IdempotencyKey {
+            scope: &self.scope,
+            key: &self.key,
+            fingerprint: &self.fingerprint,
+        }
+    }
 }
 
 /// Whose idempotency keys a request's are: the hex digest of its valid API token, or `""`

@@ -481,15 +481,6 @@ pub fn complete(doc: &mut Value) {
                     json!({}),
                 );
             }
-            if let Some(responses) = responses.as_object_mut() {
-                for response in responses.values_mut() {
-                    response["headers"]["X-Request-Id"] = request_id_header();
-                    if limited {
-                        response["headers"]["RateLimit"] = ratelimit_header();
-                        response["headers"]["RateLimit-Policy"] = ratelimit_policy_header();
-                    }
-                }
-            }
         }
     }
     doc["components"]["securitySchemes"]["bearerAuth"] = json!({
@@ -506,7 +497,7 @@ pub fn complete(doc: &mut Value) {
 }
 
 /// `X-Request-Id` on every answer, and the `RateLimit` fields on every answer of a limited
-/// path: again at the end, for the answers added after the first pass.
+/// path: the last pass, so that it covers the answers every earlier one added.
 fn add_headers_of_every_answer(doc: &mut Value) {
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;

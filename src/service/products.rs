@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::db::DbPool;
-use crate::domain::{ListPage, ListQuery, Preconditions, Product, ProductInput, ProductPatch};
+use crate::domain::{
+    ListPage, ListQuery, Preconditions, Product, ProductInput, ProductKey, ProductPatch,
+};
 use crate::service::error::ServiceError;
 use crate::service::group_commit::GroupCommit;
-use crate::service::key_gate::KeyGate;
+use crate::service::key_gate::{KeyGate, KeyPass};
 use crate::service::readiness::{self, NotReady};
 use crate::service::runner::Runner;
 use crate::service::upsert::{Committed, Writer, warn_if_duplicated};
@@ -63,7 +65,7 @@ impl ProductService {
     /// [`ServiceError::Unavailable`] when a lock, the pool or the database is not available in
     /// time (nothing written); [`ServiceError::Internal`] on a bug.
     pub async fn upsert(&self, input: ProductInput) -> Result<Upserted, ServiceError> {
-        self.upsert_if(input, &Preconditions::default()).await
+        self.upsert_if(input, &Preconditions::NONE).await
     }
 
     /// [`Self::upsert`] under `preconditions` (`If-Match`, `If-None-Match`), checked against
@@ -103,19 +105,13 @@ impl ProductService {
         key: IdempotencyKey<'_>,
         respond: &Respond,
     ) -> Result<Idempotent<Upserted>, ServiceError> {
-        // Behind this instance's other requests for the key, holding no connection (as every
-        // single upsert outside group commit), so that requests on a held key cannot take the
-        // whole pool; the wait counts against LOCK_TIMEOUT_MS.
-        let entered = Instant::now();
-        let lock_timeout = Duration::from_millis(self.writer.settings.lock_timeout_ms);
-        let _pass = tokio::time::timeout(lock_timeout, self.key_gate.enter(&input.key))
-            .await
-            .map_err(|_| self.writer.runner.count(ServiceError::lock_timeout()))?;
-        let left = lock_timeout.saturating_sub(entered.elapsed());
-        if left < Duration::from_millis(1) {
-            return Err(self.writer.runner.count(ServiceError::lock_timeout()));
-        }
-        let settings = self.writer.settings.waiting_at_most(left);
+        // Behind this instance's other requests for the key, as every single upsert outside
+        // group commit, so that requests on a held key cannot take the whole pool.
+        let (_pass, entered) = self.queue_for(&input.key).await?;
+        let settings = self
+            .writer
+            .settings_left(entered, None)
+            .map_err(|error| self.writer.runner.count(error))?;
         let write = Write::One {
             input: &input,
             preconditions,
@@ -206,19 +202,24 @@ impl ProductService {
         input: &ProductInput,
         preconditions: &Preconditions,
     ) -> Result<Committed, ServiceError> {
-        // Queue without holding a connection; the wait counts as lock wait and is bounded by the
-        // same LOCK_TIMEOUT_MS.
-        let entered = Instant::now();
-        let lock_timeout = Duration::from_millis(self.writer.settings.lock_timeout_ms);
-        let _pass = tokio::time::timeout(lock_timeout, self.key_gate.enter(&input.key))
-            .await
-            .map_err(|_| {
-                let error = ServiceError::lock_timeout();
-                self.writer.runner.count(error)
-            })?;
+        let (_pass, entered) = self.queue_for(&input.key).await?;
         self.writer
             .upsert_one_if(input, preconditions, entered)
             .await
+    }
+
+    /// Waits behind this instance's other requests for `key` (the key gate), holding no
+    /// connection; returns the pass and when the wait began, which counts as lock wait.
+    ///
+    /// # Errors
+    /// A lock timeout (counted) when the queue takes all of `LOCK_TIMEOUT_MS`.
+    async fn queue_for(&self, key: &ProductKey) -> Result<(KeyPass<'_>, Instant), ServiceError> {
+        let entered = Instant::now();
+        let lock_timeout = Duration::from_millis(self.writer.settings.lock_timeout_ms);
+        let pass = tokio::time::timeout(lock_timeout, self.key_gate.enter(key))
+            .await
+            .map_err(|_| self.writer.runner.count(ServiceError::lock_timeout()))?;
+        Ok((pass, entered))
     }
 
     /// Upserts every input of a batch request in one transaction, in the order given (a key

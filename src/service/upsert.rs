@@ -10,13 +10,6 @@ use crate::service::runner::Runner;
 use crate::store::{self, TxSettings, Upserted};
 use crate::telemetry::metrics::{Metrics, UpsertOutcome};
 
-/// No precondition at all (the unconditional upsert).
-const NO_PRECONDITIONS: Preconditions = Preconditions {
-    if_match: None,
-    if_none_match: None,
-    version: None,
-};
-
 /// A committed upsert.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -47,7 +40,9 @@ impl Writer {
         input: &ProductInput,
         entered: Instant,
     ) -> Result<Committed, ServiceError> {
-        let (result, transaction) = self.attempt(input, &NO_PRECONDITIONS, entered, None).await;
+        let (result, transaction) = self
+            .attempt(input, &Preconditions::NONE, entered, None)
+            .await;
         self.finish(input, result, transaction)
     }
 
@@ -78,7 +73,7 @@ impl Writer {
         cap: Duration,
     ) -> Option<Result<Committed, ServiceError>> {
         let (result, transaction) = self
-            .attempt(input, &NO_PRECONDITIONS, entered, Some(cap))
+            .attempt(input, &Preconditions::NONE, entered, Some(cap))
             .await;
         let budget_left = Duration::from_millis(self.settings.lock_timeout_ms)
             .saturating_sub(entered.elapsed())
@@ -87,6 +82,27 @@ impl Writer {
             Err(ref error) if budget_left && error.fault() == Some(DbFault::LockTimeout) => None,
             result => Some(self.finish(input, result, transaction)),
         }
+    }
+
+    /// The bounds of a transaction for work that entered the pipeline at `entered`: lock waits
+    /// of at most what is left of `LOCK_TIMEOUT_MS` since then (and at most `cap`).
+    ///
+    /// # Errors
+    /// A lock timeout (not counted) when nothing is left.
+    pub fn settings_left(
+        &self,
+        entered: Instant,
+        cap: Option<Duration>,
+    ) -> Result<TxSettings, ServiceError> {
+        let mut left =
+            Duration::from_millis(self.settings.lock_timeout_ms).saturating_sub(entered.elapsed());
+        if let Some(cap) = cap {
+            left = left.min(cap);
+        }
+        if left < Duration::from_millis(1) {
+            return Err(ServiceError::lock_timeout());
+        }
+        Ok(self.settings.waiting_at_most(left))
     }
 
     /// One upsert in a transaction of its own, waiting for locks at most what is left of
@@ -100,14 +116,10 @@ impl Writer {
         cap: Option<Duration>,
     ) -> (Result<Committed, ServiceError>, Option<Duration>) {
         let before = entered.elapsed();
-        let mut left = Duration::from_millis(self.settings.lock_timeout_ms).saturating_sub(before);
-        if let Some(cap) = cap {
-            left = left.min(cap);
-        }
-        if left < Duration::from_millis(1) {
-            return (Err(ServiceError::lock_timeout()), None);
-        }
-        let settings = self.settings.waiting_at_most(left);
+        let settings = match self.settings_left(entered, cap) {
+            Ok(settings) => settings,
+            Err(error) => return (Err(error), None),
+        };
         let mut transaction = None;
         let result = self
             .runner

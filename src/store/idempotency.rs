@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Bytea, Integer, SmallInt, Text};
+use diesel::{OptionalExtension as _, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::domain::{Preconditions, ProductInput};
@@ -141,11 +141,7 @@ pub async fn run_once(
             .bind::<Text, _>(key.key)
             .get_result(conn)
             .await
-            .map(Some)
-            .or_else(|e| match e {
-                diesel::result::Error::NotFound => Ok(None),
-                e => Err(e),
-            })?;
+            .optional()?;
             match stored {
                 Some(row) if row.live => {
                     if row.fingerprint != key.fingerprint {

@@ -241,6 +241,7 @@ async fn cors_answers_preflights_and_exposes_the_headers_of_the_api_to_allowed_o
         "ratelimit",
         "ratelimit-policy",
         "www-authenticate",
+        "idempotent-replayed",
     ] {
         assert!(exposed.contains(header), "{header} not in {exposed}");
     }

@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::http::conditional::Conditions;
 use crate::http::extract::{BatchBody, ProductId, RequestBody};
 use crate::http::forwarded::base_url;
-use crate::http::idempotency::{IdempotencyKeyHeader, caller_scope, fingerprint, render};
+use crate::http::idempotency::{IdempotencyKeyHeader, KeyedRequest, render};
 use crate::http::problem::ApiError;
 use crate::http::schemas::{
     BatchRequest, BatchResult, BatchTooLarge, InvalidBatch, InvalidBody, InvalidQuery, KeyConflict,
@@ -21,7 +21,7 @@ use crate::http::schemas::{
 };
 use crate::http::state::AppState;
 use crate::store::Upserted;
-use crate::store::idempotency::{IdempotencyKey, Idempotent, StoredResponse, Written};
+use crate::store::idempotency::{Idempotent, StoredResponse, Written};
 
 /// `POST /products`: create (201, `Location`) or update (200) the product with this key.
 #[utoipa::path(
@@ -49,23 +49,12 @@ pub async fn upsert(
         let upserted = state.service.upsert_if(input, &conditions.0).await?;
         return Ok(render(upsert_answer(&upserted), false));
     };
-    let (scope, fingerprint) = key_context(&req, "/products", &body.bytes);
-    let key = IdempotencyKey {
-        scope: &scope,
-        key: &key,
-        fingerprint: &fingerprint,
-    };
+    let keyed = KeyedRequest::new(&req, key, "/products", &body.bytes);
     let outcome = state
         .service
-        .upsert_once(input, &conditions.0, key, &written_answer)
+        .upsert_once(input, &conditions.0, keyed.key(), &written_answer)
         .await?;
     Ok(keyed_answer(outcome))
-}
-
-/// Whose idempotency key a POST to `route` with `body` uses, and the fingerprint of the
-/// request.
-fn key_context(req: &HttpRequest, route: &str, body: &[u8]) -> (String, Vec<u8>) {
-    (caller_scope(req), fingerprint("POST", route, body))
 }
 
 /// The answer to a request with an idempotency key: the one it wrote, or the first one's again.
@@ -151,15 +140,10 @@ pub async fn upsert_batch(
         let upserted = state.service.upsert_batch(&inputs).await?;
         return Ok(render(batch_answer(&upserted), false));
     };
-    let (scope, fingerprint) = key_context(&req, "/products/batch", &body.bytes);
-    let key = IdempotencyKey {
-        scope: &scope,
-        key: &key,
-        fingerprint: &fingerprint,
-    };
+    let keyed = KeyedRequest::new(&req, key, "/products/batch", &body.bytes);
     let outcome = state
         .service
-        .upsert_batch_once(&inputs, key, &written_answer)
+        .upsert_batch_once(&inputs, keyed.key(), &written_answer)
         .await?;
     Ok(keyed_answer(outcome))
 }
