@@ -3,9 +3,10 @@
 //!
 //! A few committer tasks (`GROUP_COMMIT_WORKERS`) each loop: wait for work, take every queued
 //! upsert (up to `GROUP_COMMIT_MAX_BATCH`), and run them as one transaction
-//! (`store::upsert_free`: it tries every key's advisory lock without waiting, then applies the
-//! upserts whose keys were granted, in arrival order, with one commit). There is no timer: a lone
-//! request on an idle service is sent at once.
+//! (`store::upsert_free`: it tries every key's advisory lock without waiting in one statement,
+//! then writes the upserts whose keys were granted in one set-based statement, as if one after
+//! the other in arrival order, with one commit). There is no timer: a lone request on an idle
+//! service is sent at once.
 //!
 //! A key is in at most one batch of this instance at a time: upserts for a key whose batch is in
 //! flight wait here, holding no connection, and all go in the next batch after it, in arrival

@@ -25,6 +25,7 @@ pub mod locks;
 pub mod models;
 pub mod products;
 pub mod upsert;
+mod upsert_set;
 
 pub use error::StoreError;
 pub use locks::TxSettings;

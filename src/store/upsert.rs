@@ -16,6 +16,7 @@ use crate::store::locks::{
 };
 use crate::store::models::ProductRow;
 use crate::store::products::rows_with_key_for_update;
+use crate::store::upsert_set::upsert_set;
 
 /// What one upsert did.
 #[derive(Debug, Clone)]
@@ -185,12 +186,13 @@ struct TryLockRow {
 /// right now; an input whose key another transaction holds is left alone (`None`), for the
 /// caller to try again later, so a key held elsewhere delays only its own requests.
 ///
-/// Four round trips: `BEGIN`; then, pipelined, the wait bounds and one statement that tries every
-/// key's advisory lock (`pg_try_advisory_xact_lock` never waits, so batches cannot deadlock
-/// either); then the writes of the inputs whose keys were granted, one statement each in the
-/// order given, pipelined (each starts, and takes its snapshot, after the lock statement ended;
-/// requests for one key apply one after the other and each gets its own version); then
-/// `COMMIT`. Either all granted inputs commit or none does.
+/// Four round trips and four statements, whatever the number of inputs: `BEGIN`; then,
+/// pipelined, the wait bounds and one statement that tries every key's advisory lock
+/// (`pg_try_advisory_xact_lock` never waits, so batches cannot deadlock either); then one
+/// set-based statement that writes every input whose key was granted (it starts, and takes its
+/// snapshot, after the lock statement ended; inputs for one key apply as if one after the
+/// other, in the order given, and each gets its own version and answer: see
+/// `store::upsert_set`); then `COMMIT`. Either all granted inputs commit or none does.
 ///
 /// Returns what each input did, in order (`None`: its key was busy).
 ///
@@ -223,22 +225,16 @@ pub async fn upsert_free(
                     *slot = row.granted;
                 }
             }
-            let writes: Vec<_> = inputs
+            let free: Vec<&ProductInput> = inputs
                 .iter()
                 .zip(&granted)
                 .filter(|(_, granted)| **granted)
-                .map(|(input, _)| {
-                    upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline)
-                })
+                .map(|(input, _)| *input)
                 .collect();
-            let mut rows = futures_util::future::join_all(writes)
-                .await
-                .into_iter()
-                .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?
-                .into_iter();
+            let mut written = upsert_set(pipeline, settings, &free).await?.into_iter();
             let outcomes = granted
                 .iter()
-                .map(|granted| granted.then(|| rows.next().map(Upserted::from)).flatten())
+                .map(|granted| granted.then(|| written.next()).flatten())
                 .collect();
             Ok::<_, StoreError>(outcomes)
         })
@@ -273,14 +269,14 @@ pub async fn upsert_if(
 /// Upserts every input of a batch request in one transaction, in the order given, waiting for
 /// every key's advisory lock (at most `lock_timeout` in all); either all commit or none does.
 ///
-/// Three round trips: `BEGIN`; then, pipelined, the wait bounds, one statement that takes the
-/// advisory lock of every distinct key in ascending lock-key order ([`lock_keys_query`]: two
-/// batches with overlapping keys, in whatever order, cannot deadlock, nor can a batch and a
-/// key-changing update, which sorts its keys the same way), and the writes, one statement each,
-/// in array order (each starts, and takes its snapshot, after the lock statement ended, and
-/// sees the writes before it: a key given twice is created by the first and updated by the
-/// second); then `COMMIT`. Each write is the single upsert's own statement, so a key with
-/// legacy duplicates updates the oldest row here too.
+/// Three round trips and four statements, whatever the number of inputs: `BEGIN`; then,
+/// pipelined, the wait bounds, one statement that takes the advisory lock of every distinct key
+/// in ascending lock-key order ([`lock_keys_query`]: two batches with overlapping keys, in
+/// whatever order, cannot deadlock, nor can a batch and a key-changing update, which sorts its
+/// keys the same way), and one set-based statement that writes every input (it starts, and
+/// takes its snapshot, after the lock statement ended; inputs apply as if one after the other in
+/// array order: a key given twice is created by the first and updated by the second); then
+/// `COMMIT`. A key with legacy duplicates updates its oldest row, as a single upsert does.
 ///
 /// Returns what each input did, in order.
 ///
@@ -315,23 +311,17 @@ pub(crate) async fn upsert_batch_in(
     let mut pipeline: &AsyncPgConnection = conn;
     let bounds = bound.then(|| bound_waits_query(settings).execute(&mut pipeline));
     let locks = batch_locks(settings, &keys, pipeline);
-    let writes: Vec<_> = inputs
-        .iter()
-        .map(|input| upsert_query(settings, input).get_result::<UpsertRow>(&mut pipeline))
-        .collect();
-    let (bounds, locks, rows) = futures_util::future::join3(
+    let all: Vec<&ProductInput> = inputs.iter().collect();
+    let (bounds, locks, written) = futures_util::future::join3(
         optional(bounds),
         locks,
-        futures_util::future::join_all(writes),
+        upsert_set(pipeline, settings, &all),
     )
     .await;
     // The first statement to fail says why; the later ones only see an aborted transaction.
     bounds?;
     locks?;
-    let rows = rows
-        .into_iter()
-        .collect::<diesel::QueryResult<Vec<UpsertRow>>>()?;
-    Ok(rows.into_iter().map(Upserted::from).collect())
+    Ok(written?)
 }
 
 /// The upsert under `preconditions`, inside a transaction the caller opened (and whose waits it

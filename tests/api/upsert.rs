@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{json, product, spawn_app};
+use crate::helpers::{json, product, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn post_of_a_new_key_creates_it_with_201_location_and_the_stored_row() {
@@ -168,4 +168,70 @@ async fn an_upsert_meeting_rows_duplicated_before_the_service_updates_the_oldest
         "nothing is deleted or added"
     );
     assert_eq!(app.count_products("name = 'Old S'").await, 1);
+}
+
+/// Group commit folds the upserts of one key in one batch into one write; each request must
+/// still get the answer of its own upsert, as if they had been applied one after the other.
+#[tokio::test]
+async fn concurrent_posts_of_one_key_each_answer_their_own_upsert_in_one_chain_of_versions() {
+    const POSTS: usize = 48;
+    let app = spawn_app_with(|c| c.group_commit = true).await;
+    // Every request names itself; some give a description, some a price, some neither.
+    let bodies: Vec<_> = (0..POSTS)
+        .map(|i| {
+            let mut body = json!({"brand": "Chain", "serial": "C-1", "manufacturer": "M",
+                "name": format!("post {i}")});
+            if i % 2 == 0 {
+                body["description"] = json!(format!("description of {i}"));
+            }
+            if i % 3 == 0 {
+                body["price"] = json!(format!("{i}.25"));
+            }
+            body
+        })
+        .collect();
+
+    let answers = futures::future::join_all(bodies.iter().map(|body| async {
+        let response = app.post_product(body).await;
+        let status = response.status().as_u16();
+        (status, json(response).await)
+    }))
+    .await;
+
+    let mut chain: Vec<(&serde_json::Value, u16, serde_json::Value)> = bodies
+        .iter()
+        .zip(answers)
+        .map(|(body, (status, answer))| (body, status, answer))
+        .collect();
+    chain.sort_by_key(|(_, _, answer)| answer["version"].as_i64());
+    let versions: Vec<i64> = chain
+        .iter()
+        .map(|(_, _, a)| a["version"].as_i64().expect("a version"))
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=POSTS as i64).collect::<Vec<_>>(),
+        "one version each"
+    );
+    let (mut description, mut price) = (json!(""), json!("0.00"));
+    for (k, (body, status, answer)) in chain.iter().enumerate() {
+        assert_eq!(*status, if k == 0 { 201 } else { 200 }, "{answer}");
+        assert_eq!(answer["name"], body["name"], "each request's own answer");
+        if let Some(given) = body.get("description") {
+            description = given.clone();
+        }
+        if let Some(given) = body.get("price") {
+            price = given.clone();
+        }
+        assert_eq!(answer["description"], description, "version {}", k + 1);
+        assert_eq!(answer["price"], price, "version {}", k + 1);
+        assert_eq!(answer["id"], chain[0].2["id"]);
+    }
+    let stored = json(app.get(&format!("/products/{}", chain[0].2["id"])).await).await;
+    assert_eq!(
+        stored,
+        chain[POSTS - 1].2,
+        "the last answer is the stored row"
+    );
+    assert_eq!(app.count_products("true").await, 1);
 }
