@@ -30,3 +30,5 @@ mod upsert_set;
 pub use error::StoreError;
 pub use locks::TxSettings;
 pub use upsert::{Upserted, upsert, upsert_batch, upsert_free};
+#[cfg(feature = "test-hooks")]
+pub use upsert_set::statements_for_plan_tests;

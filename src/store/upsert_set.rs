@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use bigdecimal::BigDecimal;
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Text};
+use diesel::sql_types::{BigInt, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::prepared::Prepared;
@@ -25,11 +25,12 @@ use crate::store::upsert::Upserted;
 
 /// One statement that upserts every key of its JSON parameter (an array of
 /// `{idx, brand, serial, manufacturer, name, description, price, times}`, keys distinct): it finds
-/// and locks each key's rows, updates the oldest row of each key that has one (raising its
-/// version by `times`), inserts the others (with version `times`), and returns each key's row
-/// with its `idx`, how many rows the key had, and the oldest row's description, price and
-/// version before the update (`NULL` when inserted). `{pause}` and `{pause_guard}` are empty
-/// except in test builds that widen the race window between the read and the write.
+/// and locks each key's rows (one index lookup per key: `LATERAL`), updates the oldest row of
+/// each key that has one (raising its version by `times`), inserts the others (with version
+/// `times`), and returns each key's row with how many rows the key had and the oldest row's
+/// description, price and version before the update (`NULL` when inserted). `{pause}` and
+/// `{pause_guard}` are empty except in test builds that widen the race window between the read
+/// and the write.
 ///
 /// Per-key semantics are those of the single upsert's statement: `description` and `price`
 /// `NULL` keep the stored value (or take the column default on insert), and a key with legacy
@@ -40,46 +41,58 @@ WITH input AS (
         idx pg_catalog.int4, brand text, serial text, manufacturer text, name text,
         description text, price pg_catalog.numeric, times pg_catalog.int8)
 ), found AS (
-    SELECT p.id, input.idx, p.description, p.price, p.version
-    FROM input JOIN products AS p
-        ON p.brand = input.brand AND p.serial = input.serial
-        AND p.manufacturer = input.manufacturer
-    ORDER BY p.id
-    FOR UPDATE OF p
+    SELECT input.*, p.id, p.description AS was_description, p.price AS was_price,
+        p.version AS was_version
+    FROM input LEFT JOIN LATERAL (
+        SELECT id, description, price, version FROM products
+        WHERE brand = input.brand AND serial = input.serial AND manufacturer = input.manufacturer
+        ORDER BY id
+        FOR UPDATE
+    ) AS p ON true
 ), oldest AS (
-    SELECT DISTINCT ON (idx) idx, id, description, price, version,
-        pg_catalog.count(*) OVER (PARTITION BY idx) AS copies
+    SELECT DISTINCT ON (idx) *, pg_catalog.count(id) OVER (PARTITION BY idx) AS copies
     FROM found
     ORDER BY idx, id
 ){pause}, updated AS (
     UPDATE products AS p
-    SET name = input.name,
-        description = coalesce(input.description, p.description),
-        price = coalesce(input.price, p.price),
-        version = p.version + input.times,
+    SET name = oldest.name,
+        description = coalesce(oldest.description, p.description),
+        price = coalesce(oldest.price, p.price),
+        version = p.version + oldest.times,
         updated_at = pg_catalog.now()
-    FROM oldest JOIN input ON input.idx = oldest.idx
+    FROM oldest
     WHERE p.id = oldest.id
-    RETURNING p.*, oldest.idx, oldest.copies, oldest.description AS was_description,
-        oldest.price AS was_price, oldest.version AS was_version
+    RETURNING p.*, oldest.copies, oldest.was_description, oldest.was_price, oldest.was_version
 ), inserted AS (
     INSERT INTO products (brand, serial, manufacturer, name, description, price, version)
     SELECT brand, serial, manufacturer, name, coalesce(description, ''), coalesce(price, 0), times
-    FROM input
-    WHERE NOT EXISTS (SELECT 1 FROM found WHERE found.idx = input.idx){pause_guard}
+    FROM oldest
+    WHERE id IS NULL{pause_guard}
     ORDER BY idx
     RETURNING *
 )
 SELECT * FROM updated
 UNION ALL
-SELECT inserted.*, input.idx, 0::pg_catalog.int8, NULL::text, NULL::pg_catalog.numeric,
-    NULL::pg_catalog.int8
-FROM inserted JOIN input
-    ON inserted.brand = input.brand AND inserted.serial = input.serial
-    AND inserted.manufacturer = input.manufacturer";
+SELECT inserted.*, 0::pg_catalog.int8, NULL::text, NULL::pg_catalog.numeric, NULL::pg_catalog.int8
+FROM inserted";
 
-/// Statement name for diesel's statement cache.
+/// The planner settings of the transactions that run [`UPSERT_SET_SQL`] (`SET LOCAL`
+/// semantics, through `set_config(..., true)`): no sequential scan, hash join or merge join.
+///
+/// A connection plans the statement once (a generic plan, PostgreSQL docs, "PREPARE") and keeps
+/// that plan; planned while the table is small (a new deployment), it would scan and hash the
+/// whole table for every batch once the table has grown, until an `ANALYZE` replans it
+/// (measured: 148 us of server CPU per upsert at 20,000 rows, against 12 us with index
+/// lookups). Under these settings its one join, the update's, is an index lookup per key
+/// whatever the statistics said, as its key lookups are (`LATERAL`).
+const INDEX_LOOKUPS_ONLY_SQL: &str = "\
+SELECT pg_catalog.set_config('enable_seqscan', 'off', true),
+    pg_catalog.set_config('enable_hashjoin', 'off', true),
+    pg_catalog.set_config('enable_mergejoin', 'off', true)";
+
+/// Statement names for diesel's statement cache.
 struct UpsertSetStatement;
+struct IndexLookupsOnlyStatement;
 
 /// One key of the statement's parameter: the fold of that key's upserts.
 #[derive(serde::Serialize)]
@@ -103,9 +116,6 @@ struct FoldedKey<'a> {
 struct SetRow {
     #[diesel(embed)]
     product: ProductRow,
-    /// The key's index in the parameter.
-    #[diesel(sql_type = Integer)]
-    idx: i32,
     /// How many rows the key had (0 when inserted).
     #[diesel(sql_type = BigInt)]
     copies: i64,
@@ -186,6 +196,18 @@ fn upsert_set_query(settings: &TxSettings, param: String) -> Prepared<'static, U
     Prepared::new(PRODUCTION.as_str(), vec![Some(param.into())])
 }
 
+/// The planner settings and the production SQL of the set-based write, for the test that
+/// checks the plan a connection keeps for it.
+#[cfg(feature = "test-hooks")]
+pub fn statements_for_plan_tests() -> (&'static str, String) {
+    (
+        INDEX_LOOKUPS_ONLY_SQL,
+        UPSERT_SET_SQL
+            .replace("{pause}", "")
+            .replace("{pause_guard}", ""),
+    )
+}
+
 /// Writes `inputs` in one statement and returns what each did, in order: as if each were the
 /// single upsert's statement, run one after the other in the order given (an input whose key
 /// came earlier in `inputs` sees the earlier one's write: the first creates, the next updates
@@ -207,10 +229,12 @@ pub(crate) async fn upsert_set(
         return Ok(Vec::new());
     }
     let groups = group_by_key(inputs);
-    let rows = upsert_set_query(settings, folded_keys(inputs, &groups))
-        .load::<SetRow>(&mut conn)
-        .await?;
-    answers(inputs, &groups, rows)
+    let planner = Prepared::<IndexLookupsOnlyStatement>::new(INDEX_LOOKUPS_ONLY_SQL, Vec::new())
+        .execute(&mut conn);
+    let write = upsert_set_query(settings, folded_keys(inputs, &groups)).load::<SetRow>(&mut conn);
+    let (planner, rows) = futures_util::future::join(planner, write).await;
+    planner?;
+    answers(inputs, &groups, rows?)
 }
 
 /// Each input's answer, rebuilt from its key's row before and after the statement.
@@ -221,10 +245,21 @@ fn answers(
 ) -> diesel::QueryResult<Vec<Upserted>> {
     let mut answers: Vec<Option<Upserted>> = vec![None; inputs.len()];
     let mut answered_groups = 0;
+    let group_of: HashMap<(&str, &str, &str), &Vec<usize>> = groups
+        .iter()
+        .map(|group| {
+            let key = &inputs[group[0]].key;
+            ((&*key.brand, &*key.serial, &*key.manufacturer), group)
+        })
+        .collect();
     for row in rows {
-        let group = usize::try_from(row.idx)
-            .ok()
-            .and_then(|idx| groups.get(idx))
+        let key = (
+            row.product.brand.as_str(),
+            row.product.serial.as_str(),
+            row.product.manufacturer.as_str(),
+        );
+        let group = *group_of
+            .get(&key)
             .ok_or_else(|| unexpected("a row for a key it was not given"))?;
         answered_groups += 1;
         let created = row.was_version.is_none();

@@ -235,3 +235,47 @@ async fn concurrent_posts_of_one_key_each_answer_their_own_upsert_in_one_chain_o
     );
     assert_eq!(app.count_products("true").await, 1);
 }
+
+/// The plan a connection keeps for the set-based write, made while `products` is empty (a new
+/// deployment: PostgreSQL makes a generic plan after a few executions and keeps it), must look
+/// each key up through an index: a sequential scan or a hash join planned on an empty table
+/// would read the whole table for every batch once it has grown.
+#[tokio::test]
+async fn the_set_based_write_planned_on_an_empty_table_looks_keys_up_by_index() {
+    use diesel::QueryableByName;
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+
+    let app = spawn_app().await;
+    let mut conn = app.db().await;
+    let (planner, write) = product_service::store::statements_for_plan_tests();
+    conn.batch_execute(&format!(
+        "SET plan_cache_mode = force_generic_plan; BEGIN; {planner}; PREPARE set_write(text) AS {write}"
+    ))
+    .await
+    .expect("prepare the set-based write");
+    let keys = r#"[{"idx": 0, "brand": "b", "serial": "s", "manufacturer": "m", "name": "n",
+        "description": null, "price": null, "times": 1}]"#;
+    let plan: Vec<String> =
+        diesel::sql_query(format!("EXPLAIN (COSTS OFF) EXECUTE set_write('{keys}')"))
+            .load::<Line>(&mut conn)
+            .await
+            .expect("explain the set-based write")
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+    let plan = plan.join("\n");
+    for whole_table in ["Seq Scan", "Hash Join", "Merge Join"] {
+        assert!(!plan.contains(whole_table), "{whole_table} in\n{plan}");
+    }
+    assert!(
+        plan.contains("Index Scan using products_natural_key_idx")
+            && plan.contains("Index Scan using products_pkey"),
+        "{plan}"
+    );
+}
