@@ -213,7 +213,7 @@ fn assert_texts(texts: &[String], expected: &[&str]) {
 const THROUGHPUT_STROKE: &str = "#1F77B4";
 
 #[tokio::test]
-async fn plot_draws_each_second_of_a_run_and_its_percentile_curve() {
+async fn plot_draws_each_tenth_of_a_second_of_a_short_run_and_its_percentile_curve() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let svg = dir.path().join("run.svg");
@@ -239,13 +239,15 @@ async fn plot_draws_each_second_of_a_run_and_its_percentile_curve() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let requests = report(&output)["requests"].as_u64().expect("a count");
+    let report = report(&output);
+    let requests = report["requests"].as_u64().expect("a count");
+    let seconds = report["seconds"].as_f64().expect("a length");
     let (texts, lines) = read_svg(&svg);
     assert_texts(
         &texts,
         &[
-            "requests/s, each second",
-            "latency of the requests that ended in each second",
+            "requests/s, each 0.1 s",
+            "latency of the requests that ended in each 0.1 s",
             "seconds from the start of the run",
             "p50",
             "p99",
@@ -258,10 +260,12 @@ async fn plot_draws_each_second_of_a_run_and_its_percentile_curve() {
         texts.iter().any(|t| t.starts_with("loadtest distinct: ")),
         "a title naming the scenario: {texts:?}"
     );
-    // 1.6 s: two seconds, the second one 0.6 s long.
+    // About 1.6 s, under 20 s: a point each tenth of a second, a short remainder joining the
+    // last (16 points, or 17 if the last requests ended more than 50 ms after the deadline).
+    let points = (seconds / 0.1).round() as usize;
     assert!(
-        lines.contains(&(THROUGHPUT_STROKE.to_owned(), 2)),
-        "a throughput line of two points: {lines:?}"
+        lines.contains(&(THROUGHPUT_STROKE.to_owned(), points)),
+        "a throughput line of {points} points for {seconds} s: {lines:?}"
     );
     assert!(
         lines.len() >= 4,
@@ -301,7 +305,7 @@ async fn plot_of_a_batch_run_counts_items_per_second() {
     let (texts, _) = read_svg(&svg);
     assert_texts(
         &texts,
-        &["items/s, each second", "latency by percentile: 10 requests"],
+        &["items/s, each 0.1 s", "latency by percentile: 10 requests"],
     );
     assert!(
         texts

@@ -210,7 +210,7 @@ fn draw_panel(
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .light_line_style(WHITE)
+        .max_light_lines(0)
         .axis_desc_style(("sans-serif", 15))
         .label_style(("sans-serif", 13))
         .y_desc(unit)

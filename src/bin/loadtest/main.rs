@@ -117,8 +117,9 @@ struct Args {
     #[arg(long)]
     cleanup: bool,
     /// Also draw the run into this SVG file: throughput (requests/s; items/s in the batch
-    /// scenario) and p50/p99 latency (ms) for each second of the run, and latency (ms) against
-    /// percentile (50, 90, 99, 99.9, 99.99). Keeps 12 bytes per request in memory until the end.
+    /// scenario) and p50/p99 latency (ms) for each second of the run (a run under 20 s: each
+    /// half, fifth or tenth of a second, for 20 points), and latency (ms) against percentile
+    /// (50, 90, 99, 99.9, 99.99). Keeps 12 bytes per request in memory until the end.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
 }

@@ -2,8 +2,10 @@
 //!
 //! - One point for each second of the run, on one time axis: the throughput of that second
 //!   (requests/s, or items/s in the batch scenario), and below it the p50 and p99 latency of
-//!   the requests that ended in it (ms). Stalls, warm-up and drift show here, where the
-//!   report's one figure for the whole run hides them.
+//!   the requests that ended in it (ms). A run under 20 s gets a point each half, fifth or
+//!   tenth of a second instead, the longest that still gives it 20 points (at most a tenth).
+//!   Stalls, warm-up and drift show here, where the report's one figure for the whole run
+//!   hides them.
 //! - At the bottom, the latency percentile curve: latency (ms) against percentile, from the fastest
 //!   request to the slowest the run can resolve (99.999 at most), the x axis in nines (50, 90,
 //!   99, 99.9, 99.99 equally spaced), so that the tail gets as much room as the median. It reads
@@ -40,6 +42,10 @@ const MARKED: [(&str, f64); 5] = [
 ];
 /// The highest percentile drawn: 99.999, in nines.
 const MOST_NINES: f64 = 5.0;
+/// How much of a run one point of the upper panels may stand for, seconds, longest first.
+const INTERVALS: [f64; 4] = [1.0, 0.5, 0.2, 0.1];
+/// The fewest points the upper panels get, if intervals of a tenth of a second allow it.
+const FEWEST_POINTS: f64 = 20.0;
 
 /// One finished request, as `--plot` records it (12 bytes; nothing is recorded without it).
 #[derive(Debug, Clone, Copy)]
@@ -53,13 +59,12 @@ pub struct Sample {
     pub weight: u32,
 }
 
-/// One second of a run, as drawn in the upper panel.
+/// One interval of a run (a second, or a fraction of one), as the upper panels draw it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Second {
+pub struct Slice {
     /// The middle of the time it covers, seconds from the start of the run.
     pub at: f64,
-    /// The weights of the requests that finished in it, per second of the time it covers
-    /// (the last second of a run may cover less than a second).
+    /// The weights of the requests that ended in it, per second of the time it covers.
     pub throughput: f64,
     /// Latency of the median request that finished in it, ms; `None` if none did.
     pub p50_ms: Option<f64>,
@@ -81,16 +86,25 @@ pub struct RunPlot<'a> {
     pub latency_us: &'a Histogram<u64>,
 }
 
-/// Splits a run of `run_seconds` into seconds from its start and sums up the requests that
-/// ended in each. The last one covers the rest of the run, from half a second to a second and
-/// a half (a run under half a second: all of it), so that it never stands for a sliver of time;
-/// a request that ended after `run_seconds` counts in it.
-pub fn per_second(samples: &[Sample], run_seconds: f64) -> Vec<Second> {
-    let count = (run_seconds.round() as usize).max(1);
+/// The interval each point of the upper panels stands for in a run of `run_seconds`: a second,
+/// or the longest fraction of one in `INTERVALS` that gives it `FEWEST_POINTS`.
+pub fn interval_for(run_seconds: f64) -> f64 {
+    INTERVALS
+        .into_iter()
+        .find(|interval| run_seconds / interval >= FEWEST_POINTS)
+        .unwrap_or(INTERVALS[INTERVALS.len() - 1])
+}
+
+/// Splits a run of `run_seconds` into intervals of `interval` seconds from its start and sums
+/// up the requests that ended in each. The last one covers the rest of the run, from half an
+/// interval to one and a half (a run under half an interval: all of it), so that it never
+/// stands for a sliver of time; a request that ended after `run_seconds` counts in it.
+pub fn per_interval(samples: &[Sample], run_seconds: f64, interval: f64) -> Vec<Slice> {
+    let count = ((run_seconds / interval).round() as usize).max(1);
     let mut buckets: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); count];
     for sample in samples {
-        let second = (sample.at_ms / 1000) as usize;
-        let (weight, latencies) = &mut buckets[second.min(count - 1)];
+        let index = (f64::from(sample.at_ms) / 1000.0 / interval) as usize;
+        let (weight, latencies) = &mut buckets[index.min(count - 1)];
         *weight += u64::from(sample.weight);
         latencies.push(sample.latency_us);
     }
@@ -98,14 +112,14 @@ pub fn per_second(samples: &[Sample], run_seconds: f64) -> Vec<Second> {
         .into_iter()
         .enumerate()
         .map(|(i, (weight, mut latencies))| {
-            let start = i as f64;
+            let start = i as f64 * interval;
             let length = if i + 1 == count {
                 (run_seconds - start).max(0.001)
             } else {
-                1.0
+                interval
             };
             latencies.sort_unstable();
-            Second {
+            Slice {
                 at: start + length / 2.0,
                 throughput: weight as f64 / length,
                 p50_ms: nearest_rank(&latencies, 0.5).map(|us| f64::from(us) / 1000.0),
@@ -137,25 +151,31 @@ pub fn svg(plot: &RunPlot) -> Result<String, Box<dyn Error>> {
         root.fill(&WHITE)?;
         let root = root.titled(&plot.title, ("sans-serif", 22))?;
         let panels = root.split_by_breakpoints([] as [u32; 0], [270, 570]);
-        draw_seconds(plot, &panels[0], &panels[1])?;
+        draw_intervals(plot, &panels[0], &panels[1])?;
         draw_percentiles(plot, &panels[2])?;
         root.present()?;
     }
     Ok(svg)
 }
 
-/// The two panels of the run's seconds: throughput above, p50 and p99 latency below it, on one
+/// The two panels of the run's intervals: throughput above, p50 and p99 latency below it, on one
 /// time axis.
-fn draw_seconds(
+fn draw_intervals(
     plot: &RunPlot,
     throughput_area: &DrawingArea<SVGBackend, Shift>,
     latency_area: &DrawingArea<SVGBackend, Shift>,
 ) -> Result<(), Box<dyn Error>> {
-    let seconds = per_second(plot.samples, plot.seconds);
+    let interval = interval_for(plot.seconds);
+    let slices = per_interval(plot.samples, plot.seconds, interval);
+    let each = if interval == 1.0 {
+        "each second".to_owned()
+    } else {
+        format!("each {interval} s")
+    };
     let x_max = plot.seconds.max(0.001);
     let mut chart = ChartBuilder::on(throughput_area)
         .caption(
-            format!("{}, each second", plot.throughput_unit),
+            format!("{}, {each}", plot.throughput_unit),
             ("sans-serif", 18),
         )
         .margin(12)
@@ -163,11 +183,11 @@ fn draw_seconds(
         .y_label_area_size(LEFT_AXIS)
         .build_cartesian_2d(
             0.0..x_max,
-            0.0..headroom(seconds.iter().map(|s| s.throughput)),
+            0.0..headroom(slices.iter().map(|s| s.throughput)),
         )?;
     chart
         .configure_mesh()
-        .light_line_style(WHITE)
+        .max_light_lines(0)
         .axis_desc_style(("sans-serif", 15))
         .label_style(("sans-serif", 13))
         .y_desc(plot.throughput_unit)
@@ -176,7 +196,7 @@ fn draw_seconds(
         .draw()?;
     chart.draw_series(
         LineSeries::new(
-            seconds.iter().map(|s| (s.at, s.throughput)),
+            slices.iter().map(|s| (s.at, s.throughput)),
             THROUGHPUT.stroke_width(2),
         )
         .point_size(3),
@@ -184,7 +204,7 @@ fn draw_seconds(
 
     let mut chart = ChartBuilder::on(latency_area)
         .caption(
-            "latency of the requests that ended in each second",
+            format!("latency of the requests that ended in {each}"),
             ("sans-serif", 18),
         )
         .margin(12)
@@ -192,11 +212,11 @@ fn draw_seconds(
         .y_label_area_size(LEFT_AXIS)
         .build_cartesian_2d(
             0.0..x_max,
-            0.0..headroom(seconds.iter().filter_map(|s| s.p99_ms)) * 1.15,
+            0.0..headroom(slices.iter().filter_map(|s| s.p99_ms)) * 1.15,
         )?;
     chart
         .configure_mesh()
-        .light_line_style(WHITE)
+        .max_light_lines(0)
         .axis_desc_style(("sans-serif", 15))
         .label_style(("sans-serif", 13))
         .x_desc("seconds from the start of the run")
@@ -208,14 +228,14 @@ fn draw_seconds(
         (
             "p99",
             P99,
-            (|s: &Second| s.p99_ms) as fn(&Second) -> Option<f64>,
+            (|s: &Slice| s.p99_ms) as fn(&Slice) -> Option<f64>,
         ),
-        ("p50", P50, |s: &Second| s.p50_ms),
+        ("p50", P50, |s: &Slice| s.p50_ms),
     ] {
         chart
             .draw_series(
                 LineSeries::new(
-                    seconds.iter().filter_map(|s| Some((s.at, pick(s)?))),
+                    slices.iter().filter_map(|s| Some((s.at, pick(s)?))),
                     colour.stroke_width(2),
                 )
                 .point_size(3),
@@ -261,7 +281,7 @@ fn draw_percentiles(
         .build_cartesian_2d(Ticked::new(0.0..nines_max, ticks), 0.0..ms_max)?;
     chart
         .configure_mesh()
-        .light_line_style(WHITE)
+        .max_light_lines(0)
         .axis_desc_style(("sans-serif", 15))
         .label_style(("sans-serif", 13))
         .x_desc("percentile (0: the fastest request)")
@@ -318,29 +338,29 @@ mod tests {
     }
 
     #[test]
-    fn per_second_counts_each_second_and_takes_its_percentiles() {
+    fn per_interval_counts_each_second_and_takes_its_percentiles() {
         // Second 0: 100 requests of 1..=100 ms; second 1: none; second 2 (0.5 s long): 2 of 7 ms.
         let mut samples: Vec<Sample> = (1..=100).map(|ms| sample(10 * ms - 5, ms * 1000)).collect();
         samples.extend([sample(2100, 7000), sample(2400, 7000)]);
 
-        let seconds = per_second(&samples, 2.5);
+        let seconds = per_interval(&samples, 2.5, 1.0);
 
         assert_eq!(
             seconds,
             vec![
-                Second {
+                Slice {
                     at: 0.5,
                     throughput: 100.0,
                     p50_ms: Some(50.0),
                     p99_ms: Some(99.0)
                 },
-                Second {
+                Slice {
                     at: 1.5,
                     throughput: 0.0,
                     p50_ms: None,
                     p99_ms: None
                 },
-                Second {
+                Slice {
                     at: 2.25,
                     throughput: 4.0,
                     p50_ms: Some(7.0),
@@ -351,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn per_second_counts_batch_items_and_late_answers_in_the_last_second() {
+    fn per_interval_counts_batch_items_and_late_answers_in_the_last_interval() {
         let samples = [
             Sample {
                 at_ms: 300,
@@ -365,9 +385,13 @@ mod tests {
             },
         ];
 
-        let seconds = per_second(&samples, 0.8);
+        let seconds = per_interval(&samples, 0.8, 1.0);
 
-        assert_eq!(seconds.len(), 1, "a run under a second is one point");
+        assert_eq!(
+            seconds.len(),
+            1,
+            "a run under a second is one point of a second"
+        );
         assert_eq!(seconds[0].throughput, 125.0, "100 items in 0.8 s");
         assert_eq!(seconds[0].p99_ms, Some(60.0));
     }
@@ -377,11 +401,39 @@ mod tests {
         // 3.2 s: seconds 0 and 1, then 2.0 to 3.2 (not a point for the 0.2 s after 3.0).
         let samples = [sample(500, 1000), sample(2500, 1000), sample(3100, 1000)];
 
-        let seconds = per_second(&samples, 3.2);
+        let seconds = per_interval(&samples, 3.2, 1.0);
 
         let at: Vec<f64> = seconds.iter().map(|s| s.at).collect();
         assert_eq!(at, [0.5, 1.5, 2.6]);
         assert!((seconds[2].throughput - 2.0 / 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_short_run_gets_twenty_points_or_a_point_each_tenth_of_a_second() {
+        for (run_seconds, interval) in [
+            (600.0, 1.0),
+            (20.0, 1.0),
+            (19.9, 0.5),
+            (10.0, 0.5),
+            (4.0, 0.2),
+            (3.9, 0.1),
+            (0.4, 0.1),
+        ] {
+            assert_eq!(
+                interval_for(run_seconds),
+                interval,
+                "a run of {run_seconds} s"
+            );
+        }
+        // 0.44 s in tenths: four points, the last 0.14 s long.
+        let samples = [sample(50, 1000), sample(420, 3000)];
+
+        let slices = per_interval(&samples, 0.44, 0.1);
+
+        assert_eq!(slices.len(), 4);
+        assert_eq!(slices[0].throughput, 10.0, "one request in 0.1 s");
+        assert_eq!(slices[3].p50_ms, Some(3.0));
+        assert!((slices[3].at - 0.37).abs() < 1e-9);
     }
 
     #[test]
