@@ -224,7 +224,7 @@ for line in open(results):
     entry["service"] = figures(json.loads(service)["requests_per_second"], service_cost)
     entry["pgbench"] = pg_figures
 title = (f"bench/run.sh: {requests} requests per scenario, {concurrency} clients, "
-         f"group commit {group_commit}" + (f", {rows} rows preloaded" if rows != "0" else ""))
+         f"GROUP_COMMIT={group_commit}" + (f", {rows} rows preloaded" if rows != "0" else ""))
 json.dump({"title": title, "scenarios": [{"name": name, **entry} for name, entry in scenarios.items()]},
           sys.stdout, indent=1)
 EOF

@@ -197,7 +197,7 @@ fn draw_panel(
         .map(|(_, height, upper)| height + upper.unwrap_or(0.0))
         .fold(0.0, f64::max)
         .max(1.0)
-        * 1.3; // room for the labels above the bars, and for the legend
+        * 1.4; // room for the labels above the bars, and for the legend
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 20))
         .margin(12)
