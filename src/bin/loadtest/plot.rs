@@ -6,10 +6,10 @@
 //!   tenth of a second instead, the longest that still gives it 20 points (at most a tenth).
 //!   Stalls, warm-up and drift show here, where the report's one figure for the whole run
 //!   hides them.
-//! - At the bottom, the latency percentile curve: latency (ms) against percentile, from the fastest
-//!   request to the slowest the run can resolve (99.999 at most), the x axis in nines (50, 90,
-//!   99, 99.9, 99.99 equally spaced), so that the tail gets as much room as the median. It reads
-//!   the run's HDR histogram, the one the report's percentiles come from.
+//! - At the bottom, the latency percentile curve: latency (ms) against percentile, from the
+//!   fastest request to the slowest the run can resolve (99.999 at most), the x axis in nines
+//!   (50, 90, 99, 99.9, 99.99 equally spaced), so that the tail gets as much room as the
+//!   median. It reads the run's HDR histogram, the one the report's percentiles come from.
 //!
 //! The SVG's text is `<text>` elements in a generic `sans-serif` family that the viewer
 //! resolves: no font is read or embedded.
@@ -25,7 +25,7 @@ use crate::ticks::{Ticked, number};
 
 /// Width and height of the SVG, pixels.
 const SIZE: (u32, u32) = (1000, 1000);
-/// Width of the latency axes' labels, pixels: the same in every panel, so that they line up.
+/// Width of the left axis' labels, pixels: the same in every panel, so that the panels line up.
 const LEFT_AXIS: u32 = 75;
 /// Colours of the throughput, p50, p99 and percentile lines.
 const THROUGHPUT: RGBColor = RGBColor(31, 119, 180);
@@ -66,15 +66,15 @@ pub struct Slice {
     pub at: f64,
     /// The weights of the requests that ended in it, per second of the time it covers.
     pub throughput: f64,
-    /// Latency of the median request that finished in it, ms; `None` if none did.
+    /// Latency of the median request that ended in it, ms; `None` if none did.
     pub p50_ms: Option<f64>,
-    /// Latency of its 99th-percentile request, ms (nearest rank); `None` if none finished.
+    /// Latency of its 99th-percentile request, ms (nearest rank); `None` if none ended in it.
     pub p99_ms: Option<f64>,
 }
 
 /// What `--plot` draws.
 pub struct RunPlot<'a> {
-    /// The caption of the upper panel, e.g. "distinct: 20000 requests, 64 clients".
+    /// The title above the panels, e.g. "loadtest distinct: 20000 requests, 64 clients, 2.1 s".
     pub title: String,
     /// What the throughput counts, per second: "requests/s" or "items/s".
     pub throughput_unit: &'static str,
@@ -253,6 +253,7 @@ fn draw_intervals(
     Ok(())
 }
 
+/// The bottom panel: latency against percentile, the percentiles of `MARKED` labelled.
 fn draw_percentiles(
     plot: &RunPlot,
     area: &DrawingArea<SVGBackend, Shift>,
