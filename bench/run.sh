@@ -2,10 +2,15 @@
 # Side-by-side benchmark: product-service under `loadtest` vs. pgbench running the same SQL
 # (bench/*.sql), in one run, on one private PostgreSQL with default settings (fsync on).
 #
-# usage: bench/run.sh [--rows N] (env: REQUESTS=20000 CONCURRENCY=64 KEYS=10000 DUP=8)
+# usage: bench/run.sh [--rows N] [--svg FILE] (env: REQUESTS=20000 CONCURRENCY=64 KEYS=10000 DUP=8)
 #   --rows N preloads N rows before the runs, so that figures are taken at a realistic size.
+#   --svg FILE: where the chart goes (default bench/results/latest.svg): throughput and CPU per
+#   operation of the service, pgbench's lock transaction and ON CONFLICT, per scenario, drawn by
+#   `loadtest chart` from FILE's .json twin (written too); beside it FILE-<scenario>.svg, each
+#   main scenario's run as `loadtest --plot` draws it.
 # needs: cargo, PostgreSQL server binaries with pgbench, python3
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-20000}
 CONCURRENCY=${CONCURRENCY:-64}
@@ -13,12 +18,20 @@ KEYS=${KEYS:-10000}
 DUP=${DUP:-8}
 RUN=$(date +%s)
 ROWS=0
+SVG=bench/results/latest.svg
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) ROWS=$2; shift 2 ;;
-        *) echo "usage: bench/run.sh [--rows N]   (N rows preloaded before the runs)" >&2; exit 2 ;;
+        --svg) SVG=$2; [[ $SVG = /* ]] || SVG=$caller/$SVG; shift 2 ;;
+        *) echo "usage: bench/run.sh [--rows N] [--svg FILE]   (N rows preloaded before the runs;" \
+               "the chart to FILE, default bench/results/latest.svg)" >&2; exit 2 ;;
     esac
 done
+case $SVG in
+    *.svg) ;;
+    *) echo "bench/run.sh: --svg takes a file name ending in .svg, not $SVG" >&2; exit 2 ;;
+esac
+mkdir -p "$(dirname "$SVG")"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -33,9 +46,11 @@ if [ "$ROWS" -gt 0 ]; then
          FROM generate_series(1, $ROWS) AS i; ANALYZE products"
 fi
 
-loadtest() { # scenario [seed] -> JSON report; the seed also names the run's keys
-    target/release/loadtest --url "$url" --scenario "$1" --requests "$REQUESTS" \
-        --concurrency "$CONCURRENCY" --keys "$KEYS" --dup "$DUP" --seed "${2:-$RUN}" --json --verify
+loadtest() { # scenario [seed [loadtest options]] -> JSON report; the seed also names the run's keys
+    local scenario=$1 seed=${2:-$RUN}
+    shift $(($# < 2 ? $# : 2))
+    target/release/loadtest --url "$url" --scenario "$scenario" --requests "$REQUESTS" \
+        --concurrency "$CONCURRENCY" --keys "$KEYS" --dup "$DUP" --seed "$seed" --json --verify "$@"
 }
 
 pgbench_run() { # name script... -> "tps p50_ms p99_ms"
@@ -112,7 +127,7 @@ pgbench_ops=$((REQUESTS / CONCURRENCY * CONCURRENCY))
 for scenario in distinct hot zipf mixed; do
     echo "== $scenario" >&2
     before=$(snapshot)
-    service=$(loadtest "$scenario")
+    service=$(loadtest "$scenario" "$RUN" --plot "${SVG%.svg}-$scenario.svg")
     service_cost=$(cost "$before" "$(snapshot)" "$(echo "$service" | requests_of)")
     before=$(snapshot)
     case $scenario in
@@ -182,6 +197,43 @@ read_time "GET /products?brand=pre-3&limit=50" "/products?brand=pre-3&limit=50"
 read_time "GET /products/1" "/products/1"
 
 rss_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$service_pid/status")
+
+# The chart's input: the scenarios with a pgbench counterpart, the ON CONFLICT reference beside
+# the scenario it runs (`X, ON CONFLICT` -> X); see `loadtest chart --help`.
+python3 - "$results" "$REQUESTS" "$CONCURRENCY" "$ROWS" "${GROUP_COMMIT:-true}" >"${SVG%.svg}.json" <<'EOF'
+import json, sys
+results, requests, concurrency, rows, group_commit = sys.argv[1:6]
+def figures(ops, cost, own=True):  # cost: "server_cpu_us wal_bytes service_cpu_us" or n/a
+    out = {"ops_per_second": ops}
+    if cost != "n/a":
+        server, _, service = (float(x) for x in cost.split())
+        out["server_cpu_us"] = server
+        if own:
+            out["service_cpu_us"] = service
+    return out
+scenarios = {}
+for line in open(results):
+    scenario, service, pg, service_cost, pg_cost = line.rstrip("\n").split("|", 4)
+    if pg == "n/a":
+        continue
+    pg_figures = figures(float(pg.split()[0]), pg_cost, own=False)
+    if scenario.endswith(", ON CONFLICT"):
+        scenarios.setdefault(scenario.removesuffix(", ON CONFLICT"), {})["on_conflict"] = pg_figures
+        continue
+    entry = scenarios.setdefault(scenario, {})
+    entry["service"] = figures(json.loads(service)["requests_per_second"], service_cost)
+    entry["pgbench"] = pg_figures
+title = (f"bench/run.sh: {requests} requests per scenario, {concurrency} clients, "
+         f"GROUP_COMMIT={group_commit}" + (f", {rows} rows preloaded" if rows != "0" else ""))
+json.dump({"title": title, "scenarios": [{"name": name, **entry} for name, entry in scenarios.items()]},
+          sys.stdout, indent=1)
+EOF
+# A chart that cannot be drawn is no reason to lose the figures: the tables follow either way.
+if target/release/loadtest chart --input "${SVG%.svg}.json" --output "$SVG"; then
+    echo "== chart: $SVG (from ${SVG%.svg}.json); each scenario's run: ${SVG%.svg}-<scenario>.svg" >&2
+else
+    echo "== no chart: loadtest chart failed (its input: ${SVG%.svg}.json)" >&2
+fi
 
 python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" "$reads" <<'EOF'
 import json, sys

@@ -1,5 +1,7 @@
-//! The `loadtest` tool against a real service: it reports, and `--verify` catches duplicates.
+//! The `loadtest` tool against a real service: it reports, and `--verify` catches duplicates;
+//! `--plot` draws a run and `loadtest chart` draws bench/run.sh's results, both as SVG.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -173,4 +175,212 @@ async fn a_batch_run_reports_items_per_second_and_verifies_its_overlapping_keys(
     assert_eq!(report["verify"]["passed"], true);
     assert_eq!(report["cleaned_up"], 362);
     assert_eq!(app.count_products("true").await, 0);
+}
+
+/// The SVG at `path`, which must be well-formed: the texts it shows, and for each stroke
+/// colour the number of points of each line drawn in it.
+fn read_svg(path: &Path) -> (Vec<String>, Vec<(String, usize)>) {
+    let text = std::fs::read_to_string(path).expect("the SVG was written");
+    let document = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    assert_eq!(document.root_element().tag_name().name(), "svg");
+    let texts = document
+        .descendants()
+        .filter(|node| node.has_tag_name("text"))
+        .map(|node| node.text().unwrap_or_default().trim().to_owned())
+        .collect();
+    let lines = document
+        .descendants()
+        .filter(|node| node.has_tag_name("polyline"))
+        .map(|node| {
+            let points = node.attribute("points").unwrap_or_default();
+            let stroke = node.attribute("stroke").unwrap_or_default();
+            (stroke.to_owned(), points.split_whitespace().count())
+        })
+        .collect();
+    (texts, lines)
+}
+
+fn assert_texts(texts: &[String], expected: &[&str]) {
+    for expected in expected {
+        assert!(
+            texts.iter().any(|t| t == expected),
+            "no text {expected:?} in the SVG: {texts:?}"
+        );
+    }
+}
+
+/// The colour of `--plot`'s throughput line.
+const THROUGHPUT_STROKE: &str = "#1F77B4";
+
+#[tokio::test]
+async fn plot_draws_each_tenth_of_a_second_of_a_short_run_and_its_percentile_curve() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let svg = dir.path().join("run.svg");
+
+    let output = loadtest(
+        &app,
+        &[
+            "--scenario",
+            "distinct",
+            "--duration",
+            "1.6",
+            "--concurrency",
+            "4",
+            "--plot",
+            svg.to_str().expect("a UTF-8 path"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = report(&output);
+    let requests = report["requests"].as_u64().expect("a count");
+    let seconds = report["seconds"].as_f64().expect("a length");
+    let (texts, lines) = read_svg(&svg);
+    assert_texts(
+        &texts,
+        &[
+            "requests/s, each 0.1 s",
+            "latency of the requests that ended in each 0.1 s",
+            "seconds from the start of the run",
+            "p50",
+            "p99",
+            &format!("latency by percentile: {requests} requests"),
+            "percentile (0: the fastest request)",
+            "90",
+        ],
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("loadtest distinct: ")),
+        "a title naming the scenario: {texts:?}"
+    );
+    // About 1.6 s, under 20 s: a point each tenth of a second, a short remainder joining the
+    // last (16 points, or 17 if the last requests ended more than 50 ms after the deadline).
+    let points = (seconds / 0.1).round() as usize;
+    assert!(
+        lines.contains(&(THROUGHPUT_STROKE.to_owned(), points)),
+        "a throughput line of {points} points for {seconds} s: {lines:?}"
+    );
+    assert!(
+        lines.len() >= 4,
+        "throughput, p50, p99 and the percentile curve: {lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn plot_of_a_batch_run_counts_items_per_second() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let svg = dir.path().join("batch.svg");
+
+    let output = loadtest(
+        &app,
+        &[
+            "--scenario",
+            "batch",
+            "--requests",
+            "200",
+            "--batch-size",
+            "20",
+            "--concurrency",
+            "4",
+            "--plot",
+            svg.to_str().expect("a UTF-8 path"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (texts, _) = read_svg(&svg);
+    assert_texts(
+        &texts,
+        &["items/s, each 0.1 s", "latency by percentile: 10 requests"],
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("loadtest batch: 10 batches of 20 items, 4 clients")),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn chart_draws_bench_results_from_json_and_refuses_a_bad_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let input = dir.path().join("results.json");
+    let svg = dir.path().join("chart.svg");
+    std::fs::write(
+        &input,
+        r#"{"title": "a fixed run", "scenarios": [
+            {"name": "distinct",
+             "service": {"ops_per_second": 1000, "server_cpu_us": 50, "service_cpu_us": 70},
+             "pgbench": {"ops_per_second": 600, "server_cpu_us": 300},
+             "on_conflict": {"ops_per_second": 1800, "server_cpu_us": 150}},
+            {"name": "hot",
+             "service": {"ops_per_second": 900}, "pgbench": {"ops_per_second": 250}}]}"#,
+    )
+    .expect("write the input");
+    let chart = |input: &Path| {
+        Command::new(LOADTEST)
+            .arg("chart")
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(&svg)
+            .output()
+            .expect("run loadtest chart")
+    };
+
+    let output = chart(&input);
+
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (texts, _) = read_svg(&svg);
+    assert_texts(
+        &texts,
+        &[
+            "a fixed run",
+            "distinct",
+            "hot",
+            "1000",
+            "600",
+            "1800",
+            "900",
+            "250",
+            "50.0+70.0",
+            "300.0",
+            "150.0",
+            "pgbench: INSERT ... ON CONFLICT (unique constraint)",
+        ],
+    );
+
+    std::fs::write(&input, r#"{"scenarios": [{"name": "x", "servce": {}}]}"#)
+        .expect("write the input");
+    let output = chart(&input);
+
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a misspelt member is refused"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("results.json is not a results file") && stderr.contains("servce"),
+        "{stderr}"
+    );
 }
