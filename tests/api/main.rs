@@ -32,6 +32,7 @@ mod docs;
 mod helpers;
 mod idempotency;
 mod limits;
+mod list_plans;
 mod loadtest;
 mod normalisation;
 mod openapi;
