@@ -29,6 +29,7 @@ mod concurrency;
 mod conditions;
 mod dedupe;
 mod docs;
+mod duplicate_scan;
 mod helpers;
 mod idempotency;
 mod limits;
