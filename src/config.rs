@@ -201,7 +201,11 @@ pub struct Config {
     /// Seconds between full duplicate scans (every key of the table; also at start and on
     /// SIGUSR1); 0: only at start and on SIGUSR1. The scans between check only the keys written
     /// since.
-    #[arg(long, env = "DUPLICATE_FULL_SCAN_INTERVAL_SECS", default_value_t = 86_400)]
+    #[arg(
+        long,
+        env = "DUPLICATE_FULL_SCAN_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
     pub duplicate_full_scan_interval_secs: u64,
 
     /// Group commit: upserts that queue up while a transaction is in flight are applied together,

@@ -213,10 +213,9 @@ impl Application {
                     .then(|| Duration::from_secs(config.duplicate_full_scan_interval_secs)),
             };
             // SIGUSR1 asks for a full scan (its default action would end the process).
-            let full_requests = tokio::signal::unix::signal(
-                tokio::signal::unix::SignalKind::user_defined1(),
-            )
-            .map_err(StartupError::ScanSignal)?;
+            let full_requests =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                    .map_err(StartupError::ScanSignal)?;
             Some(tokio::spawn(duplicate_scan::run(
                 pool,
                 metrics,

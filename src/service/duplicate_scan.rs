@@ -45,10 +45,9 @@ impl ScanSchedule {
     /// How long recorded key changes are kept: a day, or the full-scan interval when longer. An
     /// instance whose bound is older runs a full scan instead of reading them.
     pub fn key_change_retention(&self) -> Duration {
-        self.full_interval
-            .map_or(MIN_KEY_CHANGE_RETENTION, |full| {
-                full.max(MIN_KEY_CHANGE_RETENTION)
-            })
+        self.full_interval.map_or(MIN_KEY_CHANGE_RETENTION, |full| {
+            full.max(MIN_KEY_CHANGE_RETENTION)
+        })
     }
 }
 

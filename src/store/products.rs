@@ -235,16 +235,27 @@ async fn list_with<const FILTERS: u8>(
 /// bound as `text` (cast in the SQL where another type is meant).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListSql {
+    /// The statement, `$1`..`$n` its placeholders.
     pub sql: String,
     /// `params[n - 1]` is the value of `$n`.
     pub params: Vec<String>,
 }
 
-/// The exact statement [`list`] runs for `query`: one equality per key-field filter, `id > $n`
+/// The exact statement [`list`] runs for `query`: one equality per key-field filter (in the
+/// "C" collation unless brand and serial are both given, to match the list's indexes), `id > $n`
 /// for `after`, `ORDER BY id LIMIT $n`. Public so that a test can ask PostgreSQL for its plan
 /// (every combination of filters must be an index lookup, see the migration
 /// `list_filter_indexes`).
 pub fn list_sql(query: &ListQuery) -> ListSql {
+    // Brand and serial together: the key index (default collation) finds a handful of rows.
+    // Otherwise the list's own indexes, which are in the "C" collation so that no other query
+    // (a key lookup, whose `manufacturer = 'M'` a stale statistic can make look rare) can be
+    // planned on them. Equality is the same in every deterministic collation: byte equality.
+    let collate = if query.brand.is_some() && query.serial.is_some() {
+        ""
+    } else {
+        " COLLATE \"C\""
+    };
     let mut conditions = Vec::new();
     let mut params = Vec::new();
     let mut condition = |sql: &str, value: String| {
@@ -252,13 +263,13 @@ pub fn list_sql(query: &ListQuery) -> ListSql {
         conditions.push(sql.replace('?', &format!("${}", params.len())));
     };
     if let Some(brand) = &query.brand {
-        condition("brand = ?", brand.clone());
+        condition(&format!("brand{collate} = ?"), brand.clone());
     }
     if let Some(serial) = &query.serial {
-        condition("serial = ?", serial.clone());
+        condition(&format!("serial{collate} = ?"), serial.clone());
     }
     if let Some(manufacturer) = &query.manufacturer {
-        condition("manufacturer = ?", manufacturer.clone());
+        condition(&format!("manufacturer{collate} = ?"), manufacturer.clone());
     }
     if let Some(after) = query.after {
         condition("id > ?::bigint", after.to_string());
