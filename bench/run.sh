@@ -145,6 +145,32 @@ before=$(snapshot)
 pg=$(pgbench_run on-conflict -f "$work/on-conflict.sql")
 record "distinct, ON CONFLICT" "n/a" "$pg" "n/a" "$(cost "$before" "$(snapshot)" "$pgbench_ops")"
 
+echo "== what the list indexes cost a write: distinct upserts on a copy with the key index only" >&2
+# The same pgbench upsert (bench/upsert.sql, distinct keys: every request inserts) against
+# products, with the indexes of the list filters (migration list_filter_indexes), and against a
+# copy holding the same rows with only the primary key and the key index, as before that
+# migration. Three rounds, alternating, so that drift hits both; the medians go in the report.
+"$bindir/psql" -q -h "$work/sock" -U postgres bench -c \
+    "CREATE TABLE products_keyonly (LIKE products INCLUDING DEFAULTS, PRIMARY KEY (id))" -c \
+    "INSERT INTO products_keyonly SELECT * FROM products" -c \
+    "CREATE INDEX products_keyonly_key_idx ON products_keyonly (brand, serial, manufacturer)" -c \
+    "ANALYZE products_keyonly"
+sed 's/\bproducts\b/products_keyonly/g' "$(script distinct)" >"$work/upsert-keyonly.sql"
+chmod 644 "$work/upsert-keyonly.sql"
+index_costs="$work/index-costs.txt"
+: >"$index_costs"
+for round in 1 2 3; do
+    for table in keyonly products; do
+        case $table in
+            keyonly) file="$work/upsert-keyonly.sql" ;;
+            *) file="$(script distinct)" ;;
+        esac
+        before=$(snapshot)
+        pg=$(pgbench_run "index-$table-$round" -f "$file")
+        echo "$table $round ${pg%% *} $(cost "$before" "$(snapshot)" "$pgbench_ops")" >>"$index_costs"
+    done
+done
+
 echo "== race" >&2
 record race "$(loadtest race)" "n/a"
 
@@ -190,10 +216,15 @@ read_time() { # label path -> median seconds of 11 GETs
     done
     echo "$label $(printf '%s\n' "${times[@]}" | sort -n | sed -n 6p)" >>"$reads"
 }
+# Every combination of the filters, for the row in the middle of the preloaded table (brand
+# pre-<middle/1000>, serial SN-<middle>, manufacturer M-<middle%100>), and pages after it.
 middle=$((ROWS > 0 ? ROWS / 2 : 1))
-read_time "GET /products?serial=SN-$middle" "/products?serial=SN-$middle"
-read_time "GET /products?manufacturer=M-7&limit=50" "/products?manufacturer=M-7&limit=50"
-read_time "GET /products?brand=pre-3&limit=50" "/products?brand=pre-3&limit=50"
+b="brand=pre-$((middle / 1000))" s="serial=SN-$middle" m="manufacturer=M-$((middle % 100))"
+for filters in "limit=50" "$b&limit=50" "$s" "$m&limit=50" "$b&$s" "$b&$m&limit=50" "$s&$m" \
+    "$b&$s&$m" "after=$middle&limit=50" "$b&after=$middle&limit=50" "$m&after=$middle&limit=50" \
+    "$b&$m&after=$((middle - 500))&limit=50"; do
+    read_time "GET /products?$filters" "/products?$filters"
+done
 read_time "GET /products/1" "/products/1"
 
 rss_kib=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$service_pid/status")
@@ -235,7 +266,7 @@ else
     echo "== no chart: loadtest chart failed (its input: ${SVG%.svg}.json)" >&2
 fi
 
-python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" "$reads" <<'EOF'
+python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" "$reads" "$index_costs" <<'EOF'
 import json, sys
 results, rss_kib, concurrency, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 held = [line.split() for line in open(sys.argv[5]) if line.strip()]
@@ -288,10 +319,27 @@ for scenario, _, _, service_cost, pg_cost in rows:
     s_cpu, s_wal, s_own = service_cost.split() if service_cost != "n/a" else ("n/a",) * 3
     p_cpu, p_wal, _ = pg_cost.split() if pg_cost != "n/a" else ("n/a",) * 3
     print(f"{scenario:<22}{s_cpu:>14}{s_wal:>8}{s_own:>16}   {p_cpu:>22}{p_wal:>8}")
+costs = {}
+for line in open(sys.argv[7]):
+    table, _, tps, cpu, wal, _ = line.split()
+    costs.setdefault(table, []).append((float(tps), float(cpu), float(wal)))
+if {"keyonly", "products"} <= costs.keys():
+    median = lambda table, i: sorted(run[i] for run in costs[table])[len(costs[table]) // 2]
+    print("\nWhat the list indexes cost a write (pgbench, bench/upsert.sql on distinct keys, every")
+    print("request an insert; median of 3 alternating rounds; same rows in both tables)\n")
+    head = f"{'table':<38}{'tps':>8}{'server CPU us':>15}{'WAL B':>8}"
+    print(head)
+    print("-" * len(head))
+    for table, label in (("keyonly", "primary key and key index only"), ("products", "products, with the list indexes")):
+        print(f"{label:<38}{median(table, 0):>8.0f}{median(table, 1):>15.1f}{median(table, 2):>8.0f}")
+    d_cpu = median("products", 1) - median("keyonly", 1)
+    d_wal = median("products", 2) - median("keyonly", 2)
+    print(f"{'the list indexes, per upsert':<38}{'':>8}{d_cpu:>+15.1f}{d_wal:>+8.0f}"
+          f"   ({d_cpu / median('keyonly', 1):+.0%} CPU, {d_wal / median('keyonly', 2):+.0%} WAL)")
 print("\nReads, median of 11 (curl, one at a time, after the runs):")
 for line in open(sys.argv[6]):
     label, seconds = line.rsplit(" ", 1)
-    print(f"  {label:<46}{float(seconds) * 1000:>8.1f} ms")
+    print(f"  {label:<80}{float(seconds) * 1000:>8.1f} ms")
 print(f"\nservice peak RSS: {rss_kib / 1024:.1f} MiB")
 sys.exit(1 if failed else 0)
 EOF

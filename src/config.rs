@@ -29,7 +29,8 @@
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
 //! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
 //! | `METRICS_ADDR` | unset | serve `/metrics` only on this separate address, off the public port |
-//! | `DUPLICATE_SCAN_INTERVAL_SECS` | `60` | how often to count keys with several rows (0: never) |
+//! | `DUPLICATE_SCAN_INTERVAL_SECS` | `60` | how often to check the keys written since the last check for several rows (0: never scan) |
+//! | `DUPLICATE_FULL_SCAN_INTERVAL_SECS` | `86400` | how often to count every key's rows instead (also at start and on SIGUSR1; 0: only then) |
 //! | `GROUP_COMMIT` | `true` | apply upserts that queue up together, one commit per batch |
 //! | `GROUP_COMMIT_WORKERS` | `4` | batches in flight at once |
 //! | `GROUP_COMMIT_MAX_BATCH` | `128` | most upserts in one batch |
@@ -197,6 +198,16 @@ pub struct Config {
     #[arg(long, env = "DUPLICATE_SCAN_INTERVAL_SECS", default_value_t = 60)]
     pub duplicate_scan_interval_secs: u64,
 
+    /// Seconds between full duplicate scans (every key of the table; also at start and on
+    /// SIGUSR1); 0: only at start and on SIGUSR1. The scans between check only the keys written
+    /// since.
+    #[arg(
+        long,
+        env = "DUPLICATE_FULL_SCAN_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
+    pub duplicate_full_scan_interval_secs: u64,
+
     /// Group commit: upserts that queue up while a transaction is in flight are applied together,
     /// with one commit; `false` runs every upsert in a transaction of its own.
     #[arg(long, env = "GROUP_COMMIT", default_value_t = true,
@@ -277,6 +288,7 @@ impl Default for Config {
             http_workers: None,
             metrics_addr: None,
             duplicate_scan_interval_secs: 60,
+            duplicate_full_scan_interval_secs: 86_400,
             group_commit: true,
             group_commit_workers: 4,
             group_commit_max_batch: 128,

@@ -29,6 +29,8 @@ pub enum StartupError {
     Locks(#[from] LockCheckError),
     #[error("cannot watch for SIGHUP (to re-read API_TOKENS_FILE): {0}")]
     Signal(std::io::Error),
+    #[error("cannot watch for SIGUSR1 (a full duplicate scan on demand): {0}")]
+    ScanSignal(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -57,7 +59,8 @@ impl Application {
     /// # Errors
     /// [`StartupError::Config`] when settings contradict each other, or `API_TOKENS_FILE`
     /// cannot be read or holds no token;
-    /// [`StartupError::Signal`] when SIGHUP cannot be watched for;
+    /// [`StartupError::Signal`] when SIGHUP cannot be watched for, [`StartupError::ScanSignal`]
+    /// when SIGUSR1 cannot (with the duplicate scan on);
     /// [`StartupError::Database`] when the database cannot be opened or migrated;
     /// [`StartupError::Locks`] when its advisory locks cannot be trusted;
     /// [`StartupError::Bind`] when an address cannot be listened on.
@@ -203,10 +206,25 @@ impl Application {
             pool.clone(),
             config.idempotency_ttl().min(Duration::from_secs(60)),
         ));
-        let duplicate_scan = (config.duplicate_scan_interval_secs > 0).then(|| {
-            let interval = Duration::from_secs(config.duplicate_scan_interval_secs);
-            tokio::spawn(duplicate_scan::run(pool, metrics, interval))
-        });
+        let duplicate_scan = if config.duplicate_scan_interval_secs > 0 {
+            let schedule = duplicate_scan::ScanSchedule {
+                interval: Duration::from_secs(config.duplicate_scan_interval_secs),
+                full_interval: (config.duplicate_full_scan_interval_secs > 0)
+                    .then(|| Duration::from_secs(config.duplicate_full_scan_interval_secs)),
+            };
+            // SIGUSR1 asks for a full scan (its default action would end the process).
+            let full_requests =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                    .map_err(StartupError::ScanSignal)?;
+            Some(tokio::spawn(duplicate_scan::run(
+                pool,
+                metrics,
+                schedule,
+                full_requests,
+            )))
+        } else {
+            None
+        };
         Ok(Self {
             port,
             server: server.run(),

@@ -197,7 +197,8 @@ pub async fn list(conn: &mut AsyncPgConnection, query: &ListQuery) -> QueryResul
         | u8::from(query.serial.is_some()) << 1
         | u8::from(query.manufacturer.is_some()) << 2
         | u8::from(query.after.is_some()) << 3;
-    // One statement per combination of conditions, so that each can use the key index.
+    // One statement per combination of conditions, so that each has a plan of its own, on the
+    // index made for it (migration `list_filter_indexes`).
     match filters {
         0 => list_with::<0>(conn, query).await,
         1 => list_with::<1>(conn, query).await,
@@ -222,23 +223,56 @@ async fn list_with<const FILTERS: u8>(
     conn: &mut AsyncPgConnection,
     query: &ListQuery,
 ) -> QueryResult<Vec<Product>> {
+    let ListSql { sql, params } = list_sql(query);
+    let params = params.into_iter().map(|p| Some(p.into())).collect();
+    let rows: Vec<ProductRow> = Prepared::<ListStatement<FILTERS>>::new(sql, params)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Product::from).collect())
+}
+
+/// The statement a list query runs: SQL with `$1`..`$n` placeholders, and their values, each
+/// bound as `text` (cast in the SQL where another type is meant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSql {
+    /// The statement, `$1`..`$n` its placeholders.
+    pub sql: String,
+    /// `params[n - 1]` is the value of `$n`.
+    pub params: Vec<String>,
+}
+
+/// The exact statement [`list`] runs for `query`: one equality per key-field filter (in the
+/// "C" collation unless brand and serial are both given, to match the list's indexes), `id > $n`
+/// for `after`, `ORDER BY id LIMIT $n`. Public so that a test can ask PostgreSQL for its plan
+/// (every combination of filters must be an index lookup, see the migration
+/// `list_filter_indexes`).
+pub fn list_sql(query: &ListQuery) -> ListSql {
+    // Brand and serial together: the key index (default collation) finds a handful of rows.
+    // Otherwise the list's own indexes, which are in the "C" collation so that no other query
+    // (a key lookup, whose `manufacturer = 'M'` a stale statistic can make look rare) can be
+    // planned on them. Equality is the same in every deterministic collation: byte equality.
+    let collate = if query.brand.is_some() && query.serial.is_some() {
+        ""
+    } else {
+        " COLLATE \"C\""
+    };
     let mut conditions = Vec::new();
-    let mut params: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::new();
-    let mut condition = |sql: &str, value: std::borrow::Cow<'static, str>| {
-        params.push(Some(value));
+    let mut params = Vec::new();
+    let mut condition = |sql: &str, value: String| {
+        params.push(value);
         conditions.push(sql.replace('?', &format!("${}", params.len())));
     };
     if let Some(brand) = &query.brand {
-        condition("brand = ?", brand.clone().into());
+        condition(&format!("brand{collate} = ?"), brand.clone());
     }
     if let Some(serial) = &query.serial {
-        condition("serial = ?", serial.clone().into());
+        condition(&format!("serial{collate} = ?"), serial.clone());
     }
     if let Some(manufacturer) = &query.manufacturer {
-        condition("manufacturer = ?", manufacturer.clone().into());
+        condition(&format!("manufacturer{collate} = ?"), manufacturer.clone());
     }
     if let Some(after) = query.after {
-        condition("id > ?::bigint", after.to_string().into());
+        condition("id > ?::bigint", after.to_string());
     }
     let mut sql = String::from(
         "SELECT id, brand, serial, manufacturer, name, description, price, version, created_at, \
@@ -248,10 +282,7 @@ async fn list_with<const FILTERS: u8>(
         sql.push_str(" WHERE ");
         sql.push_str(&conditions.join(" AND "));
     }
-    params.push(Some(query.limit.to_string().into()));
+    params.push(query.limit.to_string());
     sql.push_str(&format!(" ORDER BY id LIMIT ${}::bigint", params.len()));
-    let rows: Vec<ProductRow> = Prepared::<ListStatement<FILTERS>>::new(sql, params)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(Product::from).collect())
+    ListSql { sql, params }
 }

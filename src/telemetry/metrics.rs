@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use deadpool::Status as PoolStatus;
@@ -43,6 +43,9 @@ pub struct Metrics {
     db_errors: IntCounterVec,
     duplicate_groups: IntGauge,
     duplicate_scan_timestamp: Gauge,
+    duplicate_scan_duration: GaugeVec,
+    duplicate_scan_checked_keys: IntGauge,
+    duplicate_full_scan_timestamp: Gauge,
     rate_limited: IntCounter,
     rate_limiter_clients: IntGauge,
     unauthorized: IntCounterVec,
@@ -107,6 +110,25 @@ impl UnauthorizedReason {
         match self {
             Self::Missing => "missing",
             Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// The `kind` label of the duplicate scan's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateScanKind {
+    /// The keys written since the last scan, and the known duplicated ones.
+    Incremental,
+    /// Every key of the table.
+    Full,
+}
+
+impl DuplicateScanKind {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Incremental => "incremental",
+            Self::Full => "full",
         }
     }
 }
@@ -316,6 +338,32 @@ impl Metrics {
                     "Unix time of the last completed duplicate scan",
                 ),
             ),
+            duplicate_scan_duration: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "product_duplicate_scan_duration_seconds",
+                        "Wall time of the last duplicate scan of each kind (incremental, full), \
+                         pool wait included",
+                    ),
+                    &["kind"],
+                ),
+            ),
+            duplicate_scan_checked_keys: register(
+                r,
+                IntGauge::new(
+                    "product_duplicate_scan_checked_keys",
+                    "Distinct keys the last incremental duplicate scan looked up: keys written \
+                     since the previous scans, and the known duplicated ones",
+                ),
+            ),
+            duplicate_full_scan_timestamp: register(
+                r,
+                Gauge::new(
+                    "product_duplicate_full_scan_timestamp_seconds",
+                    "Unix time of the last completed full duplicate scan",
+                ),
+            ),
             rate_limited: register(
                 r,
                 IntCounter::new(
@@ -427,10 +475,26 @@ impl Metrics {
     /// Records the result of a duplicate scan.
     pub fn set_duplicate_groups(&self, groups: i64) {
         self.duplicate_groups.set(groups);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.duplicate_scan_timestamp.set(now);
+        self.duplicate_scan_timestamp.set(unix_now());
+    }
+
+    /// Records the cost of one completed duplicate scan: its wall time, and for an incremental
+    /// scan how many keys it looked up (`checked`).
+    pub fn observe_duplicate_scan(
+        &self,
+        kind: DuplicateScanKind,
+        elapsed: Duration,
+        checked: Option<i64>,
+    ) {
+        self.duplicate_scan_duration
+            .with_label_values(&[kind.label()])
+            .set(elapsed.as_secs_f64());
+        if let Some(checked) = checked {
+            self.duplicate_scan_checked_keys.set(checked);
+        }
+        if kind == DuplicateScanKind::Full {
+            self.duplicate_full_scan_timestamp.set(unix_now());
+        }
     }
 
     /// The exposition text (Prometheus text format 0.0.4), with the pool gauges set from
@@ -449,6 +513,13 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Default for Metrics {

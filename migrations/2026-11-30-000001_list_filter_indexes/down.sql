@@ -1,0 +1,4 @@
+DROP INDEX products_manufacturer_brand_id_idx;
+DROP INDEX products_manufacturer_id_idx;
+DROP INDEX products_brand_id_idx;
+DROP INDEX products_serial_manufacturer_idx;
