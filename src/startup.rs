@@ -132,21 +132,31 @@ impl Application {
         let metrics_on_public_port = config.metrics_addr.is_none();
         let app_data = data.clone();
         let cors_origins = config.cors_allowed_origins.clone();
+        let request_metrics = metrics.clone();
         let mut server = HttpServer::new(move || {
             // The last wrapped runs first: observe (request id, access log, metrics), CORS
             // (preflights answered here, without a token or a limit), the chunked-body guard
             // (so that early 401s and 429s close as other early answers do), the rate limit
             // (by token when valid, so before the token check, which it also limits), the
-            // token check, then the routes.
+            // token check, then the routes. A layer that is off is left out (`Condition`), so
+            // requests do not pay for it.
             let mut app = App::new()
-                .wrap(middleware::from_fn(http::auth::require_token))
-                .wrap(middleware::from_fn(rate_limit::limit))
+                .wrap(middleware::Condition::new(
+                    token_check.is_some(),
+                    middleware::from_fn(http::auth::require_token),
+                ))
+                .wrap(middleware::Condition::new(
+                    rate_limit.is_some(),
+                    middleware::from_fn(rate_limit::limit),
+                ))
                 .wrap(middleware::from_fn(
                     http::middleware::close_after_unread_chunked_body,
                 ))
                 .wrap(http::cors::middleware(&cors_origins))
                 .wrap(middleware::from_fn(http::middleware::observe))
-                .app_data(app_data.clone());
+                .app_data(app_data.clone())
+                // One per worker, as this closure runs once per worker.
+                .app_data(request_metrics.request_counter());
             if let Some(check) = &token_check {
                 app = app.app_data(check.clone());
             }
