@@ -181,10 +181,9 @@ impl Application {
             source,
         })?;
         // actix-web counts connections per worker: share MAX_CONNECTIONS out over them.
-        let workers = config.http_workers.map_or_else(
-            || std::thread::available_parallelism().map_or(1, usize::from),
-            |n| n as usize,
-        );
+        let workers = config
+            .http_workers
+            .map_or_else(default_http_workers, |n| n as usize);
         server = server
             .workers(workers)
             .max_connections((config.max_connections as usize).div_ceil(workers));
@@ -264,6 +263,18 @@ impl Application {
         db::close(self.embedded).await;
         result
     }
+}
+
+/// The HTTP workers when `HTTP_WORKERS` is unset: one per core but one, at least one. The main
+/// thread is busy too (the group-commit committers and the database connections they open
+/// run there), so one worker per core would keep one more thread busy than there are cores:
+/// on 2 cores, 2 workers cost 10-20 % more CPU per request than 1 (more threads going to sleep
+/// and being woken), for no more throughput (BENCHMARKS.md, "Service CPU per request").
+fn default_http_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_sub(1)
+        .max(1)
 }
 
 fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, u16), StartupError> {
