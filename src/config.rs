@@ -27,7 +27,7 @@
 //! | `API_TOKENS_FILE` | unset | a file of bearer tokens, one a line (`#` comments); re-read on SIGHUP |
 //! | `API_TOKENS_READ` | `false` | reads of `/products` need a token too |
 //! | `DATA_DIR` | `.data` | where the embedded PostgreSQL keeps its data |
-//! | `HTTP_WORKERS` | number of cores | actix-web worker threads |
+//! | `HTTP_WORKERS` | cores less one (at least 1) | actix-web worker threads |
 //! | `METRICS_ADDR` | unset | serve `/metrics` only on this separate address, off the public port |
 //! | `DUPLICATE_SCAN_INTERVAL_SECS` | `60` | how often to check the keys written since the last check for several rows (0: never scan) |
 //! | `DUPLICATE_FULL_SCAN_INTERVAL_SECS` | `86400` | how often to count every key's rows instead (also at start and on SIGUSR1; 0: only then) |
@@ -185,7 +185,8 @@ pub struct Config {
           action = clap::ArgAction::Set)]
     pub api_tokens_read: bool,
 
-    /// Number of HTTP worker threads; unset: one per core.
+    /// Number of HTTP worker threads; unset: one per core but one (the main thread runs the
+    /// group commit), at least one.
     #[arg(long, env = "HTTP_WORKERS",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub http_workers: Option<u32>,

@@ -8,6 +8,11 @@ use product_service::dedupe::{self, DedupeArgs, Outcome};
 use product_service::startup::Application;
 use product_service::telemetry;
 
+/// mimalloc instead of glibc's malloc: cheaper small allocations, freed from any thread
+/// (BENCHMARKS.md, "Service CPU per request"). The library and its tests keep the default.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// With no command, the service serves (`serve`'s settings are the top level's); each command's
 /// `--help` lists only the settings it reads.
 #[derive(Debug, Parser)]

@@ -135,21 +135,31 @@ impl Application {
         let metrics_on_public_port = config.metrics_addr.is_none();
         let app_data = data.clone();
         let cors_origins = config.cors_allowed_origins.clone();
+        let request_metrics = metrics.clone();
         let mut server = HttpServer::new(move || {
             // The last wrapped runs first: observe (request id, access log, metrics), CORS
             // (preflights answered here, without a token or a limit), the chunked-body guard
             // (so that early 401s and 429s close as other early answers do), the rate limit
             // (by token when valid, so before the token check, which it also limits), the
-            // token check, then the routes.
+            // token check, then the routes. A layer that is off is left out (`Condition`), so
+            // requests do not pay for it.
             let mut app = App::new()
-                .wrap(middleware::from_fn(http::auth::require_token))
-                .wrap(middleware::from_fn(rate_limit::limit))
+                .wrap(middleware::Condition::new(
+                    token_check.is_some(),
+                    middleware::from_fn(http::auth::require_token),
+                ))
+                .wrap(middleware::Condition::new(
+                    rate_limit.is_some(),
+                    middleware::from_fn(rate_limit::limit),
+                ))
                 .wrap(middleware::from_fn(
                     http::middleware::close_after_unread_chunked_body,
                 ))
                 .wrap(http::cors::middleware(&cors_origins))
                 .wrap(middleware::from_fn(http::middleware::observe))
-                .app_data(app_data.clone());
+                .app_data(app_data.clone())
+                // One per worker, as this closure runs once per worker.
+                .app_data(request_metrics.request_counter());
             if let Some(check) = &token_check {
                 app = app.app_data(check.clone());
             }
@@ -174,10 +184,9 @@ impl Application {
             source,
         })?;
         // actix-web counts connections per worker: share MAX_CONNECTIONS out over them.
-        let workers = config.http_workers.map_or_else(
-            || std::thread::available_parallelism().map_or(1, usize::from),
-            |n| n as usize,
-        );
+        let workers = config
+            .http_workers
+            .map_or_else(default_http_workers, |n| n as usize);
         server = server
             .workers(workers)
             .max_connections((config.max_connections as usize).div_ceil(workers));
@@ -272,6 +281,18 @@ impl Application {
         db::close(self.embedded).await;
         result
     }
+}
+
+/// The HTTP workers when `HTTP_WORKERS` is unset: one per core but one, at least one. The main
+/// thread is busy too (the group-commit committers and the database connections they open
+/// run there), so one worker per core would keep one more thread busy than there are cores:
+/// on 2 cores, 2 workers cost 10-20 % more CPU per request than 1 (more threads going to sleep
+/// and being woken), for no more throughput (BENCHMARKS.md, "Service CPU per request").
+fn default_http_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_sub(1)
+        .max(1)
 }
 
 fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, u16), StartupError> {

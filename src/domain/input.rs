@@ -331,6 +331,84 @@ impl<'de> DeserializeSeed<'de> for ItemSeed {
     }
 }
 
+/// The key under which `serde_json` (with `arbitrary_precision`) hands a number to
+/// `deserialize_any`, as a one-member map; `Value` tells numbers from objects by it.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// The top level of a batch body in one pass: the elements of an array; anything else is an
+/// error (and the body is read again, the careful way).
+struct ArrayVisitor;
+
+impl<'de> Visitor<'de> for ArrayVisitor {
+    type Value = Vec<Option<Members>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(AnyItemSeed)? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// One element of a batch array: an object read as [`Members`]; an array, string, boolean or
+/// `null` read as a `Value` would read it, and dropped; a number is an error (the careful way
+/// reads it).
+struct AnyItemSeed;
+
+impl<'de> DeserializeSeed<'de> for AnyItemSeed {
+    type Value = Option<Members>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(AnyItemVisitor)
+    }
+}
+
+struct AnyItemVisitor;
+
+impl<'de> Visitor<'de> for AnyItemVisitor {
+    type Value = Option<Members>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Members::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if name == NUMBER_TOKEN && members.object.is_empty() {
+                // A number, not an object: left to the careful way, which reads it as a
+                // `Value` does (and an object with this very member name as a `Value` does).
+                return Err(serde::de::Error::custom("a number"));
+            }
+            let value: Value = map.next_value()?;
+            members.insert(name, value);
+        }
+        Ok(Some(members))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
 /// Reads typed fields out of a JSON object, collecting every problem by field name.
 pub(crate) struct FieldReader {
     object: Map<String, Value>,
@@ -394,35 +472,55 @@ impl FieldReader {
     ///
     /// # Errors
     /// [`InputError::MalformedJson`], [`InputError::NotAnArray`], or
-    /// [`InputError::TooManyItems`] (counted before any element is read).
+    /// [`InputError::TooManyItems`] (counted before any element is checked).
     pub(crate) fn for_each_item(
         body: &[u8],
         max_items: usize,
         presence: Presence,
     ) -> Result<Vec<Option<Self>>, InputError> {
-        // First as plain JSON, to know its shape (a `Value` keeps only the last of repeated
-        // members, so the objects are read again below, member by member).
+        // One pass over a well-formed array (the common case); anything else is read again the
+        // careful way below, so that every error is the one it always was.
+        let items = match Self::items_in_one_pass(body) {
+            Some(items) => items,
+            None => Self::items_in_two_passes(body)?,
+        };
+        if items.len() > max_items {
+            return Err(InputError::TooManyItems {
+                limit: max_items,
+                got: items.len(),
+            });
+        }
+        Ok(items
+            .into_iter()
+            .map(|members| members.map(|m| Self::from_members(m, presence)))
+            .collect())
+    }
+
+    /// The elements of a well-formed JSON array, read once: objects as [`Members`], `None` for
+    /// the others (each read as a `Value`, so that it is checked exactly as before). `None` when
+    /// the body is not exactly that (malformed, or not an array).
+    fn items_in_one_pass(body: &[u8]) -> Option<Vec<Option<Members>>> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let items = deserializer.deserialize_any(ArrayVisitor).ok()?;
+        deserializer.end().ok()?;
+        Some(items)
+    }
+
+    /// The elements of `body` read as they always were: first as plain JSON, to know its shape
+    /// (a `Value` keeps only the last of repeated members), then the objects again, member by
+    /// member.
+    fn items_in_two_passes(body: &[u8]) -> Result<Vec<Option<Members>>, InputError> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
         let Value::Array(elements) = value else {
             return Err(InputError::NotAnArray);
         };
-        if elements.len() > max_items {
-            return Err(InputError::TooManyItems {
-                limit: max_items,
-                got: elements.len(),
-            });
-        }
         let objects: Vec<bool> = elements.iter().map(Value::is_object).collect();
         drop(elements);
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let items = deserializer
+        deserializer
             .deserialize_seq(ItemsVisitor { objects: &objects })
-            .map_err(|e| InputError::MalformedJson(e.to_string()))?;
-        Ok(items
-            .into_iter()
-            .map(|members| members.map(|m| Self::from_members(m, presence)))
-            .collect())
+            .map_err(|e| InputError::MalformedJson(e.to_string()))
     }
 
     fn error(&mut self, field: &str, message: impl Into<String>) {
@@ -556,6 +654,50 @@ fn merge_validation_errors(into: &mut FieldErrors, errors: ValidationErrors) {
                 if !messages.contains(&message) {
                     messages.push(message);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the one pass reads, as comparable values: each object's members and repeated names.
+    type Read = Vec<Option<(Map<String, Value>, Vec<String>)>>;
+
+    fn shown(items: Vec<Option<Members>>) -> Read {
+        items
+            .into_iter()
+            .map(|item| item.map(|m| (m.object, m.repeated)))
+            .collect()
+    }
+
+    #[test]
+    fn one_pass_reads_a_batch_as_the_two_passes_do_or_leaves_it_to_them() {
+        // (body, whether the one pass reads it: every well-formed array without a number
+        // among its elements)
+        let bodies = [
+            (r#"[]"#, true),
+            (r#"[{"brand":"A","serial":"1","price":1.50}]"#, true),
+            (r#"[{"a":1,"a":2}, {"b":[1,{"c":null}]}]"#, true),
+            (r#"[{}, [], "x", true, null, [1, "\ud83d\ude00"]]"#, true),
+            (r#"[1, {"a":1}]"#, false),
+            (r#"[{"$serde_json::private::Number":"5"}]"#, false),
+            (r#"[{"a":"\ud800"}]"#, false),
+            (r#"["\ud800"]"#, false),
+            (r#"[{"a":1}] x"#, false),
+            (r#"[{"a":1},]"#, false),
+            (r#"{"a":1}"#, false),
+            (r#"7"#, false),
+            (r#""#, false),
+        ];
+        for (body, read_in_one_pass) in bodies {
+            let careful = FieldReader::items_in_two_passes(body.as_bytes()).map(shown);
+            let once = FieldReader::items_in_one_pass(body.as_bytes());
+            assert_eq!(once.is_some(), read_in_one_pass, "{body}");
+            if let Some(items) = once {
+                assert_eq!(Ok(shown(items)), careful, "{body}");
             }
         }
     }

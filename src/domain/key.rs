@@ -16,7 +16,8 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 /// ASCII text is) is only trimmed.
 pub fn canonical_key_field(raw: &str) -> String {
     let trimmed = raw.trim();
-    if unicode_normalization::is_nfc(trimmed) {
+    // ASCII (most keys) is NFC: one pass over the bytes instead of one over the characters.
+    if trimmed.is_ascii() || unicode_normalization::is_nfc(trimmed) {
         trimmed.to_owned()
     } else {
         // NFC never turns a character that is not whitespace into one, so this stays trimmed.
@@ -29,6 +30,10 @@ pub fn canonical_key_field(raw: &str) -> String {
 /// BYTE ORDER MARK, U+00AD SOFT HYPHEN or the bidirectional controls U+202A-U+202E and
 /// U+2066-U+2069. They make two keys that look identical differ, so key fields refuse them.
 pub fn format_character(text: &str) -> Option<char> {
+    // No ASCII character is one (the first is U+00AD): ASCII text needs no table lookups.
+    if text.is_ascii() {
+        return None;
+    }
     text.chars().find(|&c| is_format_character(c))
 }
 

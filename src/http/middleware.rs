@@ -16,11 +16,10 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::web;
 use actix_web::web::Bytes;
 use futures_util::StreamExt as _;
 
-use crate::http::state::AppState;
+use crate::telemetry::metrics::RequestCounter;
 use crate::telemetry::request_id::{within_request, within_request_sync};
 
 /// The request-id header, read and echoed.
@@ -29,6 +28,8 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const MAX_REQUEST_ID_CHARS: usize = 128;
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// The log target of the access-log lines (`RUST_LOG=info,access=off` turns them off).
+pub const ACCESS_LOG: &str = "access";
 
 fn acceptable(id: &str) -> bool {
     !id.is_empty()
@@ -36,45 +37,64 @@ fn acceptable(id: &str) -> bool {
         && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
-/// Assigns the request id, logs one access line and records the HTTP metrics.
+/// The request's own id when acceptable, else a fresh UUID (version 4, from the thread's
+/// random generator: no system call per request).
+fn request_id(req: &ServiceRequest) -> String {
+    match req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+    {
+        Some(id) => id.to_owned(),
+        None => uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .hyphenated()
+            .to_string(),
+    }
+}
+
+/// Assigns the request id, logs one access line and records the HTTP metrics (in the worker's
+/// [`RequestCounter`], under the name of the matched route: its pattern, see
+/// `routes::resource`).
+///
+/// What it does per request is kept small, as every request pays it: the access line is built
+/// only when the log filter lets it through.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let id = req
-        .headers()
-        .get(&REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let method = req.method().to_string();
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
-
-    let mut response = within_request(Some(id.clone()), next.call(req)).await?;
+    let id = request_id(&req);
+    // Printable ASCII (checked above, or a UUID), so always a valid header value.
+    let echoed = HeaderValue::from_str(&id).ok();
+    let mut response = within_request(Some(id), next.call(req)).await?;
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    if let Some(metrics) = metrics {
-        metrics.observe_request(&method, &route, status, elapsed);
+    let request = response.request();
+    let route = request.match_name().unwrap_or(UNMATCHED_ROUTE);
+    let method = request.method().as_str();
+    if let Some(counter) = request.app_data::<RequestCounter>() {
+        counter.observe(method, route, status, elapsed);
     }
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if log::log_enabled!(target: ACCESS_LOG, log::Level::Info) {
+        let id = echoed
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let path = request.path();
+        within_request_sync(id, || {
+            log::info!(
+                target: ACCESS_LOG,
+                "{method} {route} {status} {:.2}ms path={path}",
+                elapsed.as_secs_f64() * 1000.0
+            );
+        });
+    }
+    if let Some(value) = echoed {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let path = response.request().path().to_owned();
-    within_request_sync(Some(id), || {
-        log::info!(
-            target: "access",
-            "{method} {route} {status} {:.2}ms path={path}",
-            elapsed.as_secs_f64() * 1000.0
-        );
-    });
     Ok(response)
 }
 

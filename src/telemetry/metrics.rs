@@ -4,6 +4,8 @@
 //! so many apps in one test process never clash), its histograms render real `_bucket` series,
 //! and on Linux it ships the standard `process_*` collector.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use prometheus::{
@@ -392,14 +394,12 @@ impl Metrics {
         }
     }
 
-    /// Counts one HTTP request; `route` is the matched pattern or `unmatched`.
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .with_label_values(&[method, route, &status.to_string()])
-            .inc();
-        self.http_duration
-            .with_label_values(&[method, route])
-            .observe(elapsed.as_secs_f64());
+    /// A counter of HTTP requests for one thread (each actix-web worker builds its own).
+    pub fn request_counter(&self) -> RequestCounter {
+        RequestCounter {
+            metrics: self.clone(),
+            routes: RefCell::default(),
+        }
     }
 
     /// Counts one request answered from its idempotency key's stored answer.
@@ -520,6 +520,68 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Counts the HTTP requests of one thread in `http_requests_total` and
+/// `http_request_duration_seconds`, keeping the label children it has used: a request it has
+/// seen the like of (method, route, status) is counted without formatting its status or
+/// looking its labels up in the shared registry. Not `Sync`: one per actix-web worker
+/// ([`Metrics::request_counter`]).
+#[derive(Debug)]
+pub struct RequestCounter {
+    metrics: Metrics,
+    /// By route: the children of each method seen on it.
+    routes: RefCell<HashMap<Box<str>, Vec<MethodChildren>>>,
+}
+
+/// The children of one route and method.
+#[derive(Debug)]
+struct MethodChildren {
+    method: Box<str>,
+    duration: Histogram,
+    /// By status, in the order first seen (a route answers a handful).
+    requests: Vec<(u16, IntCounter)>,
+}
+
+impl RequestCounter {
+    /// Counts one HTTP request; `route` is the matched pattern or `unmatched`.
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let mut routes = self.routes.borrow_mut();
+        if !routes.contains_key(route) {
+            routes.insert(route.into(), Vec::new());
+        }
+        let Some(methods) = routes.get_mut(route) else {
+            return;
+        };
+        let children = match methods.iter().position(|c| &*c.method == method) {
+            Some(at) => &mut methods[at],
+            None => {
+                methods.push(MethodChildren {
+                    method: method.into(),
+                    duration: self
+                        .metrics
+                        .http_duration
+                        .with_label_values(&[method, route]),
+                    requests: Vec::new(),
+                });
+                let last = methods.len() - 1;
+                &mut methods[last]
+            }
+        };
+        children.duration.observe(elapsed.as_secs_f64());
+        match children.requests.iter().find(|(s, _)| *s == status) {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let counter = self.metrics.http_requests.with_label_values(&[
+                    method,
+                    route,
+                    &status.to_string(),
+                ]);
+                counter.inc();
+                children.requests.push((status, counter));
+            }
+        }
+    }
 }
 
 impl Default for Metrics {

@@ -38,24 +38,30 @@ pub mod products;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let collection =
-        resource("/products", "GET, HEAD, POST, OPTIONS").route(web::post().to(products::upsert));
-    cfg.service(readable(collection, products::list));
+    api(cfg, "/products", "GET, HEAD, POST, OPTIONS", |r| {
+        readable(r.route(web::post().to(products::upsert)), products::list)
+    });
     // Before `/products/{id}`, whose `{id}` would match `batch` too.
-    cfg.service(
-        resource("/products/batch", "POST, OPTIONS").route(web::post().to(products::upsert_batch)),
+    api(cfg, "/products/batch", "POST, OPTIONS", |r| {
+        r.route(web::post().to(products::upsert_batch))
+    });
+    api(
+        cfg,
+        "/products/{id}",
+        "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
+        |r| {
+            let r = r
+                .route(web::put().to(products::replace))
+                .route(web::patch().to(products::patch))
+                .route(web::delete().to(products::delete));
+            readable(r, products::get)
+        },
     );
-    let item = resource("/products/{id}", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
-        .route(web::put().to(products::replace))
-        .route(web::patch().to(products::patch))
-        .route(web::delete().to(products::delete));
-    cfg.service(readable(item, products::get));
-    cfg.service(readable(resource("/healthz", READ_ONLY), health::healthz));
-    cfg.service(readable(resource("/readyz", READ_ONLY), health::readyz));
-    cfg.service(readable(
-        resource(openapi::URL, READ_ONLY),
-        openapi::openapi_json,
-    ));
+    api(cfg, "/healthz", READ_ONLY, |r| readable(r, health::healthz));
+    api(cfg, "/readyz", READ_ONLY, |r| readable(r, health::readyz));
+    api(cfg, openapi::URL, READ_ONLY, |r| {
+        readable(r, openapi::openapi_json)
+    });
     cfg.service(readable(page("/"), home::home));
     cfg.service(readable(page("/docs"), docs::docs_redirect));
     cfg.service(readable(page("/docs/{file:.*}"), docs::docs_file));
@@ -64,7 +70,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Registers `GET /metrics` on the public app (when no `METRICS_ADDR` is set).
 pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
-    cfg.service(readable(resource("/metrics", READ_ONLY), metrics::metrics));
+    api(cfg, "/metrics", READ_ONLY, |r| {
+        readable(r, metrics::metrics)
+    });
 }
 
 /// The routes of the separate `METRICS_ADDR` listener: `GET /metrics`, and a problem+json 404
@@ -77,16 +85,30 @@ pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
 /// The `Allow` of a resource that is only read.
 const READ_ONLY: &str = "GET, HEAD, OPTIONS";
 
-/// The resource at `path` and at `path` with a trailing slash (the first pattern names it in
-/// the metrics), whose methods are `allow`: `OPTIONS` answers 204 with `Allow`, and a method it
-/// has no route for (`TRACE` included) 405 with `Allow` (RFC 9110, sections 9.3.7 and 15.5.6).
-fn resource(path: &str, allow: &'static str) -> Resource {
-    with_methods(web::resource([path.to_owned(), format!("{path}/")]), allow)
+/// Registers the resource at `path` and its twin at `path` with a trailing slash, both named
+/// `path` (the metrics' `route` label: the middleware reads the matched resource's name, which
+/// costs no allocation per request), with the routes `routes` adds, and whose methods are
+/// `allow`: `OPTIONS` answers 204 with `Allow`, and a method it has no route for (`TRACE`
+/// included) 405 with `Allow` (RFC 9110, sections 9.3.7 and 15.5.6). Two resources of one
+/// pattern each, not one of two patterns, which actix-router would match with a regex set on
+/// every request (1.4 % of the service's CPU on upserts).
+fn api(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    allow: &'static str,
+    routes: impl Fn(Resource) -> Resource,
+) {
+    for pattern in [path.to_owned(), format!("{path}/")] {
+        cfg.service(routes(with_methods(
+            web::resource(pattern).name(path),
+            allow,
+        )));
+    }
 }
 
-/// A page for people at exactly `path` (no trailing-slash twin), only read.
+/// A page for people at exactly `path` (no trailing-slash twin), named `path`, only read.
 fn page(path: &str) -> Resource {
-    with_methods(web::resource(path), READ_ONLY)
+    with_methods(web::resource(path).name(path), READ_ONLY)
 }
 
 /// `resource` answering `OPTIONS` with `allow`, and any method it has no route for with 405.

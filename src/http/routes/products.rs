@@ -47,7 +47,7 @@ pub async fn upsert(
     // A POST's `version` member is read-only data sent back, not a precondition.
     let Some(key) = idempotency_key.0 else {
         let upserted = state.service.upsert_if(input, &conditions.0).await?;
-        return Ok(render(upsert_answer(&upserted), false));
+        return Ok(upsert_response(&upserted));
     };
     let keyed = KeyedRequest::new(&req, key, "/products", &body.bytes);
     let outcome = state
@@ -81,6 +81,25 @@ fn upsert_answer(upserted: &Upserted) -> StoredResponse {
         headers,
         body: serde_json::to_vec(product).unwrap_or_default(),
     }
+}
+
+/// [`upsert_answer`] built directly as the response, for a request without an idempotency key
+/// (nothing stored): typed headers, the body serialised once, no list of header strings to
+/// parse back.
+fn upsert_response(upserted: &Upserted) -> HttpResponse {
+    let product = &upserted.product;
+    let mut answer = if upserted.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    answer
+        .insert_header((header::CONTENT_TYPE, mime::APPLICATION_JSON))
+        .insert_header((header::ETAG, entity_tag(product)));
+    if upserted.created {
+        answer.insert_header((header::LOCATION, format!("/products/{}", product.id)));
+    }
+    answer.body(serde_json::to_vec(product).unwrap_or_default())
 }
 
 /// `builder`'s answer with `product` as its body and its `ETag` (RFC 9110, section 8.8.3).
@@ -318,4 +337,45 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         items: page.items,
         next,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody as _;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::Price;
+
+    /// What a request without an idempotency key gets is what a keyed one stores and replays.
+    #[test]
+    fn the_direct_upsert_answer_is_the_stored_one() {
+        for created in [true, false] {
+            let upserted = Upserted {
+                product: Product {
+                    id: 7,
+                    brand: "Acme".into(),
+                    serial: "SN-1".into(),
+                    manufacturer: "Acme Corp".into(),
+                    name: "Widget".into(),
+                    description: String::new(),
+                    price: Price::parse("12.50").expect("price"),
+                    version: 3,
+                    created_at: Utc::now(),
+                    updated_at: Utc::now(),
+                },
+                created,
+                copies: 1,
+            };
+            let direct = upsert_response(&upserted);
+            let stored = render(upsert_answer(&upserted), false);
+            assert_eq!(direct.status(), stored.status(), "created: {created}");
+            assert_eq!(direct.headers().len(), stored.headers().len());
+            for (name, value) in stored.headers() {
+                assert_eq!(direct.headers().get(name), Some(value), "{name}");
+            }
+            let bytes = |r: HttpResponse| r.into_body().try_into_bytes().expect("in memory");
+            assert_eq!(bytes(direct), bytes(stored));
+        }
+    }
 }
