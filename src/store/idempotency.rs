@@ -19,7 +19,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::domain::{Preconditions, ProductInput};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits};
-use crate::store::upsert::{Upserted, upsert_batch_in, upsert_in};
+use crate::store::models::Upserted;
+use crate::store::upsert::{upsert_batch_in, upsert_in};
 
 /// The lock class of idempotency keys, the first `int4` of their advisory locks ("idem").
 const LOCK_CLASS: i32 = 0x6964_656d;

@@ -29,6 +29,7 @@ mod upsert_set;
 
 pub use error::StoreError;
 pub use locks::TxSettings;
-pub use upsert::{Upserted, upsert, upsert_batch, upsert_free};
+pub use models::Upserted;
+pub use upsert::{upsert, upsert_batch, upsert_free};
 #[cfg(feature = "test-hooks")]
 pub use upsert_set::statements_for_plan_tests;

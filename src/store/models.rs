@@ -1,4 +1,4 @@
-//! The row type of `products` and the changeset an update writes.
+//! The row type of `products`, the changeset an update writes, and what an upsert did.
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
@@ -45,6 +45,18 @@ impl From<ProductRow> for Product {
             updated_at: row.updated_at,
         }
     }
+}
+
+/// What one upsert did.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    /// The product as stored after the upsert.
+    pub product: Product,
+    /// `true` if the upsert inserted the product, `false` if it updated an existing one.
+    pub created: bool,
+    /// How many rows the key had (0 when created). More than 1 means rows were duplicated
+    /// outside this service: the oldest (lowest id) was updated.
+    pub copies: i64,
 }
 
 /// The writable fields an update sets; `None` leaves a column as it is.

@@ -14,21 +14,9 @@ use crate::store::error::StoreError;
 use crate::store::locks::{
     TxSettings, bound_waits_query, lock_key_query, lock_keys_query, try_lock_keys_query,
 };
-use crate::store::models::ProductRow;
+use crate::store::models::{ProductRow, Upserted};
 use crate::store::products::rows_with_key_for_update;
 use crate::store::upsert_set::upsert_set;
-
-/// What one upsert did.
-#[derive(Debug, Clone)]
-pub struct Upserted {
-    /// The product as stored after the upsert.
-    pub product: Product,
-    /// `true` if the upsert inserted the product, `false` if it updated an existing one.
-    pub created: bool,
-    /// How many rows the key had (0 when created). More than 1 means rows were duplicated
-    /// outside this service: the oldest (lowest id) was updated.
-    pub copies: i64,
-}
 
 /// The write of an upsert, one statement run after the lock statement: finds the key's rows
 /// (locking them), updates the oldest or inserts, and says which it did and how many rows the key

@@ -20,8 +20,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::db::prepared::Prepared;
 use crate::domain::{Price, Product, ProductInput, ProductKey};
 use crate::store::locks::TxSettings;
-use crate::store::models::ProductRow;
-use crate::store::upsert::Upserted;
+use crate::store::models::{ProductRow, Upserted};
 
 /// One statement that upserts every key of its JSON parameter (an array of
 /// `{idx, brand, serial, manufacturer, name, description, price, times}`, keys distinct): it finds
