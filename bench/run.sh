@@ -161,12 +161,47 @@ for scenario in distinct hot zipf mixed; do
 done
 
 echo "== reference: INSERT ... ON CONFLICT on a table with a unique constraint" >&2
-"$bindir/psql" -q -h "$work/sock" -U postgres bench -c \
-    "CREATE TABLE products_unique (LIKE products INCLUDING DEFAULTS, UNIQUE (brand, serial, manufacturer))"
+# The same table with the same indexes (primary key, list indexes), but its key index unique:
+# the comparison is of the two ways of keeping a key unique, not of how many indexes a write
+# maintains.
+"$bindir/psql" -q -h "$work/sock" -U postgres bench <<'SQL'
+CREATE TABLE products_unique (LIKE products INCLUDING DEFAULTS INCLUDING INDEXES);
+DO $$
+DECLARE
+    copy text;
+BEGIN
+    SELECT indexname INTO STRICT copy FROM pg_indexes
+    WHERE tablename = 'products_unique'
+      AND indexdef LIKE '%(brand, serial, manufacturer)' AND indexdef NOT LIKE '%UNIQUE%';
+    EXECUTE format('DROP INDEX %I', copy);
+END
+$$;
+ALTER TABLE products_unique ADD UNIQUE (brand, serial, manufacturer);
+SQL
+"$bindir/psql" -Atq -h "$work/sock" -U postgres bench -c \
+    "SELECT indexdef FROM pg_indexes WHERE tablename = 'products_unique' ORDER BY 1" | sed 's/^/   /' >&2
 cp bench/on-conflict.sql "$work/on-conflict.sql"
 before=$(snapshot)
 pg=$(pgbench_run on-conflict -f "$work/on-conflict.sql")
 record "distinct, ON CONFLICT" "n/a" "$pg" "n/a" "$(cost "$before" "$(snapshot)" "$pgbench_ops")"
+
+echo "== the service against ON CONFLICT on distinct keys, 3 alternating rounds" >&2
+# The headline comparison, taken in rounds that alternate so that the machine's drift hits both
+# sides: "side round req/s p50_ms p99_ms server_cpu_us wal_bytes service_cpu_us" per line.
+headline="$work/headline.txt"
+: >"$headline"
+for round in 1 2 3; do
+    before=$(snapshot)
+    service=$(loadtest_unverified distinct $((RUN + 30 + round)))
+    service_cost=$(cost "$before" "$(snapshot)" "$(echo "$service" | requests_of)")
+    service=$(verified_in_database distinct $((RUN + 30 + round)) "$service")
+    record "distinct, round $round" "$service" "n/a"
+    echo "service $round $(echo "$service" | python3 -c 'import json, sys; r = json.load(sys.stdin); \
+        print(r["requests_per_second"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])') $service_cost" >>"$headline"
+    before=$(snapshot)
+    pg=$(pgbench_run on-conflict -f "$work/on-conflict.sql")
+    echo "on_conflict $round $pg $(cost "$before" "$(snapshot)" "$pgbench_ops")" >>"$headline"
+done
 
 echo "== what the list indexes cost a write: distinct upserts on a copy with the key index only" >&2
 # The same pgbench upsert (bench/upsert.sql, distinct keys: every request inserts) against
@@ -289,7 +324,7 @@ else
     echo "== no chart: loadtest chart failed (its input: ${SVG%.svg}.json)" >&2
 fi
 
-python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" "$reads" "$index_costs" <<'EOF'
+python3 - "$results" "$rss_kib" "$CONCURRENCY" "$REQUESTS" "$held_file" "$reads" "$index_costs" "$headline" <<'EOF'
 import json, sys
 results, rss_kib, concurrency, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 held = [line.split() for line in open(sys.argv[5]) if line.strip()]
@@ -359,6 +394,26 @@ if {"keyonly", "products"} <= costs.keys():
     d_wal = median("products", 2) - median("keyonly", 2)
     print(f"{'the list indexes, per upsert':<38}{'':>8}{d_cpu:>+15.1f}{d_wal:>+8.0f}"
           f"   ({d_cpu / median('keyonly', 1):+.0%} CPU, {d_wal / median('keyonly', 2):+.0%} WAL)")
+sides = {}
+for line in open(sys.argv[8]):
+    side, _, *figures = line.split()
+    sides.setdefault(side, []).append([float(x) for x in figures])
+if {"service", "on_conflict"} <= sides.keys():
+    mid = lambda side, i: sorted(run[i] for run in sides[side])[len(sides[side]) // 2]
+    print("\nThe service (group commit, no unique constraint) against INSERT ... ON CONFLICT (pgbench,")
+    print("unique constraint) on distinct keys: medians of 3 alternating rounds\n")
+    head = f"{'':<28}{'ops/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'server CPU us':>15}{'WAL B':>7}{'service CPU us':>16}"
+    print(head)
+    print("-" * len(head))
+    print(f"{'service':<28}{mid('service', 0):>8.0f}{mid('service', 1):>8.2f}{mid('service', 2):>8.2f}"
+          f"{mid('service', 3):>15.1f}{mid('service', 4):>7.0f}{mid('service', 5):>16.1f}")
+    print(f"{'pgbench ON CONFLICT':<28}{mid('on_conflict', 0):>8.0f}{mid('on_conflict', 1):>8.2f}"
+          f"{mid('on_conflict', 2):>8.2f}{mid('on_conflict', 3):>15.1f}{mid('on_conflict', 4):>7.0f}{'n/a':>16}")
+    ratios = sorted(s[0] / o[0] for s, o in zip(sides["service"], sides["on_conflict"]))
+    cpu = sorted(s[3] / o[3] for s, o in zip(sides["service"], sides["on_conflict"]))
+    p99 = sorted(s[2] / o[2] for s, o in zip(sides["service"], sides["on_conflict"]))
+    print(f"service / ON CONFLICT per round: throughput {', '.join(f'{x:.2f}x' for x in ratios)}; "
+          f"server CPU {', '.join(f'{x:.2f}x' for x in cpu)}; p99 {', '.join(f'{x:.2f}x' for x in p99)}")
 print("\nReads, median of 11 (curl, one at a time, after the runs):")
 for line in open(sys.argv[6]):
     label, seconds = line.rsplit(" ", 1)
