@@ -62,6 +62,11 @@ impl InputError {
 
 /// Longest brand, serial, manufacturer or name, in characters.
 pub const MAX_KEY_CHARS: u64 = 255;
+/// Longest brand, serial or manufacturer in bytes of UTF-8, once canonical: three such fields fit
+/// one entry of the key index (a B-tree entry holds at most 2,704 bytes on 8 kB pages; PostgreSQL
+/// docs, "B-Tree Indexes", and SQLSTATE 54000 beyond). 255 characters of up to 3 bytes (every
+/// character of the Basic Multilingual Plane) always fit.
+pub const MAX_KEY_BYTES: usize = 880;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: u64 = 10_000;
 
@@ -92,17 +97,20 @@ pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name
 pub(crate) struct ProductFields {
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters")
+        custom(function = "no_format_characters"),
+        custom(function = "key_field_bytes")
     )]
     pub(crate) brand: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters")
+        custom(function = "no_format_characters"),
+        custom(function = "key_field_bytes")
     )]
     pub(crate) serial: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters")
+        custom(function = "no_format_characters"),
+        custom(function = "key_field_bytes")
     )]
     pub(crate) manufacturer: Option<String>,
     #[validate(
@@ -146,6 +154,21 @@ fn single_line_text(value: &str) -> Result<(), ValidationError> {
 /// joiners, BOM, bidi controls), which make keys that look alike differ. The message names the
 /// first one's code point. `name` may hold them (it is display text, where a zero-width joiner
 /// can be part of an emoji or a word, and it is not compared).
+/// A key field's size: at most [`MAX_KEY_BYTES`] bytes of UTF-8.
+fn key_field_bytes(value: &str) -> Result<(), ValidationError> {
+    if value.len() > MAX_KEY_BYTES {
+        Err(ValidationError::new("key_bytes").with_message(
+            format!(
+                "must be at most {MAX_KEY_BYTES} bytes in UTF-8 (it has {}): the key index's limit",
+                value.len()
+            )
+            .into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn no_format_characters(value: &str) -> Result<(), ValidationError> {
     match format_character(value) {
         Some(c) => Err(ValidationError::new("format_character")

@@ -17,7 +17,8 @@ use utoipa::openapi::schema::{Object, Schema};
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 use crate::domain::input::{
-    FIELDS, MAX_DESCRIPTION_CHARS, MAX_KEY_CHARS, READ_ONLY_FIELDS, REQUIRED_FIELDS, VERSION_FIELD,
+    FIELDS, MAX_DESCRIPTION_CHARS, MAX_KEY_BYTES, MAX_KEY_CHARS, READ_ONLY_FIELDS, REQUIRED_FIELDS,
+    VERSION_FIELD,
 };
 use crate::domain::key::refused_in_key;
 use crate::domain::list::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -247,9 +248,11 @@ pub fn request_schema(full: bool) -> Value {
         json!({
             "type": "string",
             "pattern": classes.key_field(),
-            "description": format!("The {what}: 1 to {MAX_KEY_CHARS} characters once trimmed; \
-                no control or invisible format (Cf) characters. Stored trimmed and NFC-normalised \
-                (UAX #15). Part of the key."),
+            "description": format!("The {what}: 1 to {MAX_KEY_CHARS} characters once trimmed, \
+                and at most {MAX_KEY_BYTES} bytes in UTF-8 once normalised (the key index's \
+                limit; 255 characters of the Basic Multilingual Plane always fit); no control or \
+                invisible format (Cf) characters. Stored trimmed and NFC-normalised (UAX #15). \
+                Part of the key."),
         })
     };
     let mut properties = Map::new();

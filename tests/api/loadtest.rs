@@ -384,3 +384,29 @@ fn chart_draws_bench_results_from_json_and_refuses_a_bad_file() {
         "{stderr}"
     );
 }
+
+/// A plot file that cannot be written stops loadtest before it sends any request, so a run
+/// (which writes to the service) is never spent for nothing.
+#[tokio::test]
+async fn a_plot_path_that_cannot_be_written_stops_the_run_before_any_request() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let svg = dir.path().join("no such directory").join("run.svg");
+
+    let output = loadtest(
+        &app,
+        &[
+            "--scenario",
+            "distinct",
+            "--requests",
+            "50",
+            "--plot",
+            svg.to_str().expect("a UTF-8 path"),
+        ],
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write the plot"));
+    assert_eq!(app.count_products("true").await, 0, "no request was sent");
+}

@@ -435,3 +435,48 @@ async fn a_lone_surrogate_is_malformed_json_and_many_bad_members_make_a_bounded_
     );
     assert_eq!(app.count_products("true").await, 0);
 }
+
+/// Three key fields of 255 characters each fit the key index when every character takes up to 3
+/// bytes; 4-byte characters would not (a B-tree entry holds at most 2,704 bytes: SQLSTATE 54000,
+/// a 500 before this check). A field over 880 bytes is a 400 naming it, on every write path, and
+/// nothing is written.
+#[tokio::test]
+async fn key_fields_over_the_key_index_limit_are_400_on_every_write_path() {
+    let app = spawn_app().await;
+    let wide = "中".repeat(255); // 765 bytes
+    let fits = json!({"brand": wide, "serial": wide, "manufacturer": wide, "name": "n"});
+    assert_eq!(app.post_product(&fits).await.status(), 201);
+
+    // 1,020 bytes of characters that do not repeat (a repeated one would compress to fit).
+    let huge: String = (0..255u32)
+        .map(|i| char::from_u32(0x20000 + (i * 7919) % 0xA6DF).expect("CJK Extension B"))
+        .collect();
+    let too_big = json!({"brand": huge, "serial": huge, "manufacturer": huge, "name": "n"});
+    let answers = [
+        app.post_product(&too_big).await,
+        app.send_raw(
+            Method::POST,
+            "/products/batch",
+            "application/json",
+            json!([too_big]).to_string(),
+        )
+        .await,
+        app.send_raw(
+            Method::PATCH,
+            "/products/1",
+            "application/json",
+            json!({"serial": huge}).to_string(),
+        )
+        .await,
+    ];
+    for answer in answers {
+        assert_eq!(answer.status(), 400);
+        let body = json(answer).await;
+        let errors = body["errors"].to_string();
+        assert!(
+            errors.contains("serial") && errors.contains("880 bytes"),
+            "{body}"
+        );
+    }
+    assert_eq!(app.count_products("true").await, 1, "nothing written");
+}

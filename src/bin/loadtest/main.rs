@@ -526,6 +526,14 @@ async fn main() -> ExitCode {
         );
         bar
     });
+    // The plot's file is opened before any load is sent: a path that cannot be written must not
+    // cost a run (which writes to the service) its results.
+    if let Some(path) = &args.plot
+        && let Err(e) = std::fs::File::create(path)
+    {
+        eprintln!("loadtest: cannot write the plot to {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let run = Arc::new(Run {
         brand: format!("lt-{}-{:?}", args.seed, args.scenario).to_lowercase(),
         deadline: args
@@ -628,12 +636,14 @@ async fn main() -> ExitCode {
         let written = plot::svg(&drawing)
             .map_err(|e| e.to_string())
             .and_then(|svg| std::fs::write(path, svg).map_err(|e| e.to_string()));
+        print_report(&report, run.args.json);
         if let Err(e) = written {
             eprintln!("loadtest: cannot write the plot to {}: {e}", path.display());
             return ExitCode::from(2);
         }
+    } else {
+        print_report(&report, run.args.json);
     }
-    print_report(&report, run.args.json);
     match report.verify {
         Some(v) if !v.passed => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
