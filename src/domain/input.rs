@@ -62,11 +62,11 @@ impl InputError {
 
 /// Longest brand, serial, manufacturer or name, in characters.
 pub const MAX_KEY_CHARS: u64 = 255;
-/// Longest brand, serial or manufacturer in bytes of UTF-8, once canonical: three such fields fit
-/// one entry of the key index (a B-tree entry holds at most 2,704 bytes on 8 kB pages; PostgreSQL
-/// docs, "B-Tree Indexes", and SQLSTATE 54000 beyond). 255 characters of up to 3 bytes (every
-/// character of the Basic Multilingual Plane) always fit.
-pub const MAX_KEY_BYTES: usize = 880;
+/// Most bytes of UTF-8 that brand, serial and manufacturer take together, once canonical: the
+/// three fit one entry of the key index (a B-tree entry holds at most 2,704 bytes on 8 kB pages,
+/// headers included; PostgreSQL docs, "B-Tree Indexes"; SQLSTATE 54000 beyond). Three fields of
+/// 255 characters of the Basic Multilingual Plane (at most 3 bytes each) always fit.
+pub const MAX_KEY_BYTES: usize = 2_600;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: u64 = 10_000;
 
@@ -97,20 +97,17 @@ pub const REQUIRED_FIELDS: [&str; 4] = ["brand", "serial", "manufacturer", "name
 pub(crate) struct ProductFields {
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters"),
-        custom(function = "key_field_bytes")
+        custom(function = "no_format_characters")
     )]
     pub(crate) brand: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters"),
-        custom(function = "key_field_bytes")
+        custom(function = "no_format_characters")
     )]
     pub(crate) serial: Option<String>,
     #[validate(
         custom(function = "single_line_text"),
-        custom(function = "no_format_characters"),
-        custom(function = "key_field_bytes")
+        custom(function = "no_format_characters")
     )]
     pub(crate) manufacturer: Option<String>,
     #[validate(
@@ -154,21 +151,6 @@ fn single_line_text(value: &str) -> Result<(), ValidationError> {
 /// joiners, BOM, bidi controls), which make keys that look alike differ. The message names the
 /// first one's code point. `name` may hold them (it is display text, where a zero-width joiner
 /// can be part of an emoji or a word, and it is not compared).
-/// A key field's size: at most [`MAX_KEY_BYTES`] bytes of UTF-8.
-fn key_field_bytes(value: &str) -> Result<(), ValidationError> {
-    if value.len() > MAX_KEY_BYTES {
-        Err(ValidationError::new("key_bytes").with_message(
-            format!(
-                "must be at most {MAX_KEY_BYTES} bytes in UTF-8 (it has {}): the key index's limit",
-                value.len()
-            )
-            .into(),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 fn no_format_characters(value: &str) -> Result<(), ValidationError> {
     match format_character(value) {
         Some(c) => Err(ValidationError::new("format_character")
@@ -657,6 +639,27 @@ impl FieldReader {
         }
         if let Err(errors) = fields.validate() {
             merge_validation_errors(&mut self.errors, errors);
+        }
+        let key = [
+            ("brand", &fields.brand),
+            ("serial", &fields.serial),
+            ("manufacturer", &fields.manufacturer),
+        ];
+        let bytes: usize = key
+            .iter()
+            .filter_map(|(_, v)| v.as_ref())
+            .map(String::len)
+            .sum();
+        if bytes > MAX_KEY_BYTES {
+            for (field, _) in key.iter().filter(|(_, v)| v.is_some()) {
+                self.error(
+                    field,
+                    format!(
+                        "brand, serial and manufacturer together must be at most {MAX_KEY_BYTES} \
+                         bytes in UTF-8 (they have {bytes}): the key index's limit"
+                    ),
+                );
+            }
         }
         if self.errors.is_empty() {
             Ok(fields)

@@ -248,11 +248,11 @@ pub fn request_schema(full: bool) -> Value {
         json!({
             "type": "string",
             "pattern": classes.key_field(),
-            "description": format!("The {what}: 1 to {MAX_KEY_CHARS} characters once trimmed, \
-                and at most {MAX_KEY_BYTES} bytes in UTF-8 once normalised (the key index's \
-                limit; 255 characters of the Basic Multilingual Plane always fit); no control or \
-                invisible format (Cf) characters. Stored trimmed and NFC-normalised (UAX #15). \
-                Part of the key."),
+            "description": format!("The {what}: 1 to {MAX_KEY_CHARS} characters once trimmed; \
+                no control or invisible format (Cf) characters. Stored trimmed and NFC-normalised \
+                (UAX #15). Part of the key: brand, serial and manufacturer together take at most \
+                {MAX_KEY_BYTES} bytes in UTF-8 once normalised (the key index's limit; three \
+                fields of 255 characters of the Basic Multilingual Plane always fit)."),
         })
     };
     let mut properties = Map::new();

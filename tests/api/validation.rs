@@ -438,8 +438,8 @@ async fn a_lone_surrogate_is_malformed_json_and_many_bad_members_make_a_bounded_
 
 /// Three key fields of 255 characters each fit the key index when every character takes up to 3
 /// bytes; 4-byte characters would not (a B-tree entry holds at most 2,704 bytes: SQLSTATE 54000,
-/// a 500 before this check). A field over 880 bytes is a 400 naming it, on every write path, and
-/// nothing is written.
+/// a 500 before this check). Key fields over 2,600 bytes together are a 400 naming them, on every
+/// write path, and nothing is written.
 #[tokio::test]
 async fn key_fields_over_the_key_index_limit_are_400_on_every_write_path() {
     let app = spawn_app().await;
@@ -462,10 +462,17 @@ async fn key_fields_over_the_key_index_limit_are_400_on_every_write_path() {
         )
         .await,
         app.send_raw(
+            Method::PUT,
+            "/products/1",
+            "application/json",
+            too_big.to_string(),
+        )
+        .await,
+        app.send_raw(
             Method::PATCH,
             "/products/1",
             "application/json",
-            json!({"serial": huge}).to_string(),
+            json!({"brand": huge, "serial": huge, "manufacturer": huge}).to_string(),
         )
         .await,
     ];
@@ -474,7 +481,7 @@ async fn key_fields_over_the_key_index_limit_are_400_on_every_write_path() {
         let body = json(answer).await;
         let errors = body["errors"].to_string();
         assert!(
-            errors.contains("serial") && errors.contains("880 bytes"),
+            errors.contains("serial") && errors.contains("2600 bytes"),
             "{body}"
         );
     }
