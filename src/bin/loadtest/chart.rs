@@ -33,6 +33,9 @@ use crate::ticks::{Ticked, number};
 const SIZE: (u32, u32) = (1100, 900);
 /// Share of a group's width its bars take (the rest is the gap between groups).
 const GROUP_FILL: f64 = 0.8;
+/// The largest figure a chart takes (operations per second or microseconds): anything larger is
+/// a mistake in the input, not a measurement.
+const MAX_FIGURE: f64 = 1e9;
 
 /// Options of `loadtest chart`.
 #[derive(Debug, clap::Args)]
@@ -125,6 +128,30 @@ pub fn run(args: &ChartArgs) -> Result<(), String> {
 pub fn svg(results: &Results) -> Result<String, Box<dyn Error>> {
     if results.scenarios.is_empty() {
         return Err("the results list no scenario".into());
+    }
+    for scenario in &results.scenarios {
+        for (contender, figures) in [
+            ("service", scenario.service),
+            ("pgbench", scenario.pgbench),
+            ("on_conflict", scenario.on_conflict),
+        ] {
+            let Some(f) = figures else { continue };
+            for (name, value) in [
+                ("ops_per_second", f.ops_per_second),
+                ("server_cpu_us", f.server_cpu_us),
+                ("service_cpu_us", f.service_cpu_us),
+            ] {
+                if let Some(v) = value
+                    && !(0.0..=MAX_FIGURE).contains(&v)
+                {
+                    return Err(format!(
+                        "{}.{contender}.{name} is {v:?}: figures are from 0 to {MAX_FIGURE:e}",
+                        scenario.name
+                    )
+                    .into());
+                }
+            }
+        }
     }
     let mut svg = String::new();
     {
@@ -380,6 +407,16 @@ mod tests {
                 r#"{"scenarios": [{"name": "x", "service": {"ops": 1}}]}"#,
                 "unknown field `ops`",
                 "a misspelt figure would silently lose its bar",
+            ),
+            (
+                r#"{"scenarios": [{"name": "x", "service": {"ops_per_second": -5}}]}"#,
+                "x.service.ops_per_second is -5.0",
+                "a negative figure would draw no bar under a label",
+            ),
+            (
+                r#"{"scenarios": [{"name": "x", "pgbench": {"server_cpu_us": 1e308}}]}"#,
+                "x.pgbench.server_cpu_us is 1e308",
+                "an absurd figure would squash every other bar",
             ),
         ] {
             let error = serde_json::from_str::<Results>(input)
