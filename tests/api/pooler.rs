@@ -197,7 +197,9 @@ async fn instances_starting_together_through_a_transaction_pooler_all_start_and_
     }
     let held: Held = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            // pg_locks is the whole cluster's: other tests' databases hold locks of their own.
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         ),
         &mut direct,
     )
