@@ -29,6 +29,10 @@ pub enum DbFault {
     /// A conflict that a later retry resolves: deadlock (40P01), serialization failure (40001),
     /// conflict with recovery on a standby (40001 too).
     Transient,
+    /// A value over one of the server's own limits (54000 program_limit_exceeded): on a write, a
+    /// key whose index entry would pass the 2,704 bytes a B-tree entry holds. The request's
+    /// fault, not the server's: a retry fails the same way.
+    LimitExceeded,
     /// Anything else: a bug, or a server error this service does not expect.
     Other,
 }
@@ -48,6 +52,7 @@ impl DbFault {
             "57014" => Self::StatementTimeout,
             "40P01" | "40001" => Self::Transient,
             "25006" => Self::ReadOnly,
+            "54000" => Self::LimitExceeded,
             "57P01" | "57P02" | "57P03" | "53300" => Self::Connection,
             class_08 if class_08.starts_with("08") => Self::Connection,
             _ => Self::Other,

@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::db::DbFault;
+use crate::domain::input::MAX_KEY_BYTES;
 use crate::domain::{FieldErrors, InputError, entity_tag};
 use crate::service::readiness::NotReady;
 use crate::service::{ServiceError, Unavailable};
@@ -45,7 +46,7 @@ fn unavailable_detail(why: Unavailable) -> &'static str {
             "the database is read-only (a standby, or in maintenance); writes resume once a \
              writable primary is reachable"
         }
-        Unavailable::Database(DbFault::Transient | DbFault::Other) => {
+        Unavailable::Database(DbFault::Transient | DbFault::Other | DbFault::LimitExceeded) => {
             "the database reported a transient failure"
         }
         Unavailable::Contention => "the product kept changing under concurrent writers",
@@ -451,6 +452,18 @@ impl From<ServiceError> for ApiError {
                 etag: failed.current.as_deref().map(entity_tag),
             },
             ServiceError::Unavailable { why, cause } => Self::Unavailable { why, cause },
+            ServiceError::KeyTooLarge => Self::Validation(
+                ["brand", "serial", "manufacturer"]
+                    .into_iter()
+                    .map(|field| {
+                        let message = format!(
+                            "brand, serial and manufacturer together must be at most \
+                             {MAX_KEY_BYTES} bytes in UTF-8: the key index's limit"
+                        );
+                        (field.to_owned(), vec![message])
+                    })
+                    .collect(),
+            ),
             ServiceError::Internal(cause) => Self::Internal(cause),
         }
     }

@@ -41,6 +41,10 @@ pub enum ServiceError {
         /// What the database or pool said, for the log line (never sent to the client).
         cause: Option<String>,
     },
+    /// The key is too large for the key index (SQLSTATE 54000): a PATCH that made one field
+    /// large beside large stored ones; input checks refuse the other cases first.
+    #[error("brand, serial and manufacturer are too large together for the key index")]
+    KeyTooLarge,
     /// A bug or an unexpected database error; the message is for the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +65,7 @@ impl ServiceError {
     pub fn from_fault(fault: DbFault, cause: impl std::fmt::Display) -> Self {
         match fault {
             DbFault::Other => Self::Internal(format!("database error: {cause}")),
+            DbFault::LimitExceeded => Self::KeyTooLarge,
             fault => Self::Unavailable {
                 why: Unavailable::Database(fault),
                 cause: Some(cause.to_string()),
@@ -81,7 +86,8 @@ impl ServiceError {
             | Self::KeyConflict { .. }
             | Self::PreconditionFailed(_)
             | Self::KeyInProgress
-            | Self::KeyReused => None,
+            | Self::KeyReused
+            | Self::KeyTooLarge => None,
         }
     }
 }

@@ -115,7 +115,8 @@ impl Runner {
             Some(DbFault::ReadOnly) => self.metrics.count_db_error(DbErrorKind::ReadOnly),
             Some(DbFault::Transient) => self.metrics.count_db_error(DbErrorKind::Transient),
             Some(DbFault::Other) => self.metrics.count_db_error(DbErrorKind::Other),
-            None => {}
+            // The request's fault (ServiceError::KeyTooLarge), not the database's.
+            Some(DbFault::LimitExceeded) | None => {}
         }
         error
     }
