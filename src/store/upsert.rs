@@ -16,7 +16,7 @@ use crate::store::locks::{
 };
 use crate::store::models::{ProductRow, Upserted};
 use crate::store::products::rows_with_key_for_update;
-use crate::store::upsert_set::upsert_set;
+use crate::store::upsert_set::{upsert_set, with_race_window, without_pause};
 
 /// The write of an upsert, one statement run after the lock statement: finds the key's rows
 /// (locking them), updates the oldest or inserts, and says which it did and how many rows the key
@@ -80,11 +80,8 @@ fn upsert_query<'a>(
     settings: &TxSettings,
     input: &'a ProductInput,
 ) -> Prepared<'a, UpsertStatement> {
-    static PRODUCTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        UPSERT_SQL
-            .replace("{pause}", "")
-            .replace("{pause_guard}", "")
-    });
+    static PRODUCTION: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| without_pause(UPSERT_SQL));
     let params = vec![
         Some(input.key.brand.as_str().into()),
         Some(input.key.serial.as_str().into()),
@@ -93,21 +90,7 @@ fn upsert_query<'a>(
         input.description.as_deref().map(Into::into),
         input.price.as_ref().map(|p| p.to_string().into()),
     ];
-    #[cfg(feature = "test-hooks")]
-    if settings.hooks.race_window_ms > 0 {
-        let pause = format!(
-            ", pause AS (SELECT pg_sleep({}) AS slept)",
-            settings.hooks.race_window_ms as f64 / 1000.0
-        );
-        let sql = UPSERT_SQL
-            .replace("{pause}", &pause)
-            .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)");
-        let mut query = Prepared::new(sql, params);
-        query.cacheable = false;
-        return query;
-    }
-    let _ = settings;
-    Prepared::new(PRODUCTION.as_str(), params)
+    with_race_window(UPSERT_SQL, &PRODUCTION, settings, params)
 }
 
 /// Creates the product with `input.key`, or updates the one that has it, waiting for the key's
@@ -174,11 +157,11 @@ struct TryLockRow {
 /// right now; an input whose key another transaction holds is left alone (`None`), for the
 /// caller to try again later, so a key held elsewhere delays only its own requests.
 ///
-/// Four round trips and four statements, whatever the number of inputs: `BEGIN`; then,
-/// pipelined, the wait bounds and one statement that tries every key's advisory lock
-/// (`pg_try_advisory_xact_lock` never waits, so batches cannot deadlock either); then one
-/// set-based statement that writes every input whose key was granted (it starts, and takes its
-/// snapshot, after the lock statement ended; inputs for one key apply as if one after the
+/// Four round trips, whatever the number of inputs: `BEGIN`; then, pipelined, the wait bounds
+/// and one statement that tries every key's advisory lock (`pg_try_advisory_xact_lock` never
+/// waits, so batches cannot deadlock either); then, pipelined, the write's planner settings and
+/// one set-based statement that writes every input whose key was granted (it starts, and takes
+/// its snapshot, after the lock statement ended; inputs for one key apply as if one after the
 /// other, in the order given, and each gets its own version and answer: see
 /// `store::upsert_set`); then `COMMIT`. Either all granted inputs commit or none does.
 ///
@@ -257,14 +240,14 @@ pub async fn upsert_if(
 /// Upserts every input of a batch request in one transaction, in the order given, waiting for
 /// every key's advisory lock (at most `lock_timeout` in all); either all commit or none does.
 ///
-/// Three round trips and four statements, whatever the number of inputs: `BEGIN`; then,
-/// pipelined, the wait bounds, one statement that takes the advisory lock of every distinct key
-/// in ascending lock-key order ([`lock_keys_query`]: two batches with overlapping keys, in
-/// whatever order, cannot deadlock, nor can a batch and a key-changing update, which sorts its
-/// keys the same way), and one set-based statement that writes every input (it starts, and
-/// takes its snapshot, after the lock statement ended; inputs apply as if one after the other in
-/// array order: a key given twice is created by the first and updated by the second); then
-/// `COMMIT`. A key with legacy duplicates updates its oldest row, as a single upsert does.
+/// Three round trips, whatever the number of inputs: `BEGIN`; then, pipelined, the wait bounds,
+/// one statement that takes the advisory lock of every distinct key in ascending lock-key order
+/// ([`lock_keys_query`]: two batches with overlapping keys, in whatever order, cannot deadlock,
+/// nor can a batch and a key-changing update, which sorts its keys the same way), the write's
+/// planner settings and one set-based statement that writes every input (it starts, and takes
+/// its snapshot, after the lock statement ended; inputs apply as if one after the other in array
+/// order: a key given twice is created by the first and updated by the second); then `COMMIT`.
+/// A key with legacy duplicates updates its oldest row, as a single upsert does.
 ///
 /// Returns what each input did, in order.
 ///

@@ -173,38 +173,54 @@ fn folded_keys(inputs: &[&ProductInput], groups: &[Vec<usize>]) -> String {
 /// The statement for `param`: production SQL, or in test builds with a race window, the same
 /// with a `pg_sleep` between the read and the write.
 fn upsert_set_query(settings: &TxSettings, param: String) -> Prepared<'static, UpsertSetStatement> {
-    static PRODUCTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        UPSERT_SET_SQL
-            .replace("{pause}", "")
-            .replace("{pause_guard}", "")
-    });
+    static PRODUCTION: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| without_pause(UPSERT_SET_SQL));
+    with_race_window(
+        UPSERT_SET_SQL,
+        &PRODUCTION,
+        settings,
+        vec![Some(param.into())],
+    )
+}
+
+/// A write statement's `template` with its `{pause}` and `{pause_guard}` removed: what
+/// production runs.
+pub(crate) fn without_pause(template: &str) -> String {
+    template.replace("{pause}", "").replace("{pause_guard}", "")
+}
+
+/// The write statement of `template` with `params`: `production` (the template
+/// [`without_pause`], made once by the caller), or in test builds with a race window, the
+/// template with a `pause` CTE (`pg_sleep`) between the read and the write, which the insert
+/// waits for; that one is not cached, as its SQL varies with the setting.
+pub(crate) fn with_race_window<'a, Id>(
+    template: &str,
+    production: &'static str,
+    settings: &TxSettings,
+    params: Vec<Option<std::borrow::Cow<'a, str>>>,
+) -> Prepared<'a, Id> {
     #[cfg(feature = "test-hooks")]
     if settings.hooks.race_window_ms > 0 {
         let pause = format!(
             ", pause AS (SELECT pg_sleep({}) AS slept)",
             settings.hooks.race_window_ms as f64 / 1000.0
         );
-        let sql = UPSERT_SET_SQL
+        let sql = template
             .replace("{pause}", &pause)
             .replace("{pause_guard}", " AND EXISTS (SELECT 1 FROM pause)");
-        let mut query = Prepared::new(sql, vec![Some(param.into())]);
+        let mut query = Prepared::new(sql, params);
         query.cacheable = false;
         return query;
     }
-    let _ = settings;
-    Prepared::new(PRODUCTION.as_str(), vec![Some(param.into())])
+    let _ = (template, settings);
+    Prepared::new(production, params)
 }
 
 /// The planner settings and the production SQL of the set-based write, for the test that
 /// checks the plan a connection keeps for it.
 #[cfg(feature = "test-hooks")]
 pub fn statements_for_plan_tests() -> (&'static str, String) {
-    (
-        INDEX_LOOKUPS_ONLY_SQL,
-        UPSERT_SET_SQL
-            .replace("{pause}", "")
-            .replace("{pause_guard}", ""),
-    )
+    (INDEX_LOOKUPS_ONLY_SQL, without_pause(UPSERT_SET_SQL))
 }
 
 /// Writes `inputs` in one statement and returns what each did, in order: as if each were the

@@ -27,7 +27,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
-use crate::ticks::{Ticked, number};
+use crate::ticks::{Ticked, draw_legend, number};
 
 /// Width and height of the SVG, pixels.
 const SIZE: (u32, u32) = (1100, 900);
@@ -308,13 +308,7 @@ fn draw_panel(
             above.clone(),
         )
     }))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart)?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::ticks::{Ticked, number};
+use crate::ticks::{Ticked, draw_legend, number};
 
 /// Width and height of the SVG, pixels.
 const SIZE: (u32, u32) = (1000, 1000);
@@ -243,13 +243,7 @@ fn draw_intervals(
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart)?;
     Ok(())
 }
 

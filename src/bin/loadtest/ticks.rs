@@ -1,11 +1,30 @@
 //! An axis of `f64` whose ticks are given instead of chosen: the percentile axis puts them at
 //! 50, 90, 99, ... and the bar charts under each group of bars. (plotters' own
-//! `with_key_points` cannot take a label formatter on an `f64` axis.)
+//! `with_key_points` cannot take a label formatter on an `f64` axis.) Also the legend both
+//! charts draw the same way.
 
 use std::ops::Range;
 
+use plotters::coord::CoordTranslate;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+/// Draws the legend of `chart`'s labelled series in its upper right corner, on a white box.
+///
+/// # Errors
+/// The drawing backend's error.
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+}
 
 /// A linear `f64` axis with ticks at exactly the given values.
 pub struct Ticked {
