@@ -20,23 +20,51 @@ struct BackendPid {
     pid: i32,
 }
 
+/// How many connections [`check_prepared_statements`] pins at most while it looks for the server
+/// connection its first connection used.
+const PIN_ATTEMPTS: usize = 4;
+
 /// Refuses a connection path on which a prepared statement does not survive from one
 /// transaction to the next (PgBouncer before 1.21 in transaction pooling, or with
 /// `max_prepared_statements = 0`): every statement of the service is prepared once per
 /// connection and reused by name, so behind such a pooler requests would fail at random.
 ///
-/// Two connections: the first prepares and runs a statement; the second opens a transaction
-/// (behind a transaction pooler, that pins a server connection, most likely the one the first
-/// just used); the first runs its statement again, by name, now on whatever server connection
-/// it is given. Directly on PostgreSQL, or through a pooler that keeps prepared statements
-/// (PgBouncer 1.21+ with `max_prepared_statements`, or `pool_mode = session`), both runs work.
-/// Returns whether the two runs met different server processes (a transaction pooler).
+/// A first connection prepares and runs a statement that reads its server process id. Further
+/// connections then open transactions and read theirs, one after another, each keeping its
+/// transaction open, until one of them holds the first's server process (behind a transaction
+/// pooler, which hands a server connection back to whoever asks next) or [`PIN_ATTEMPTS`] are
+/// made. The first then runs its statement again, by name, so on another server connection
+/// behind a transaction pooler. Directly on PostgreSQL, or through a pooler that keeps prepared
+/// statements (PgBouncer 1.21+ with `max_prepared_statements`, or `pool_mode = session`), that
+/// works. A pooler may be slow to take a server connection back after a transaction, so the
+/// second connection alone could miss it: this made the check pass now and then behind a
+/// pooler that loses prepared statements, on a busy machine. Returns whether the two runs met
+/// different server processes (a transaction pooler).
+///
+/// Behind a pooler, the check needs up to [`PIN_ATTEMPTS`] + 1 server connections of the
+/// database's pool at once.
 ///
 /// # Errors
 /// [`DbSetupError::PoolerLosesPreparedStatements`] naming the two fixes; the connection or
 /// query error otherwise.
 pub async fn check_prepared_statements(url: &str) -> Result<bool, DbSetupError> {
-    let pooler = |error: diesel::ConnectionError| {
+    let mut first = connect(url).await?;
+    let before = backend_pid(&mut first).await?;
+    let mut pinned = Vec::with_capacity(PIN_ATTEMPTS);
+    let after = match pin_server_process(url, before, &mut pinned).await {
+        Ok(()) => backend_pid(&mut first).await,
+        Err(e) => Err(e),
+    };
+    for conn in &mut pinned {
+        conn.batch_execute("ROLLBACK").await?;
+    }
+    Ok(before != after?)
+}
+
+/// [`connect_recording`], with a pooler's refusal of a client's prepared statements (at
+/// connection set-up) as [`DbSetupError::PoolerLosesPreparedStatements`].
+async fn connect(url: &str) -> Result<DbConnection, DbSetupError> {
+    connect_recording(url).await.map_err(|error| {
         if error
             .to_string()
             .contains(POOLER_WITHOUT_PREPARED_STATEMENTS)
@@ -45,16 +73,26 @@ pub async fn check_prepared_statements(url: &str) -> Result<bool, DbSetupError> 
         } else {
             DbSetupError::Connect(error)
         }
-    };
-    let mut first = connect_recording(url).await.map_err(pooler)?;
-    let mut second = connect_recording(url).await.map_err(pooler)?;
-    let before = backend_pid(&mut first).await?;
-    second.batch_execute("BEGIN").await?;
-    let pinned = backend_pid(&mut second).await;
-    let after = backend_pid(&mut first).await;
-    second.batch_execute("ROLLBACK").await?;
-    pinned?;
-    Ok(before != after?)
+    })
+}
+
+/// Opens connections with a transaction open on each, into `pinned`, until one runs on server
+/// process `pid` or [`PIN_ATTEMPTS`] are open.
+async fn pin_server_process(
+    url: &str,
+    pid: i32,
+    pinned: &mut Vec<DbConnection>,
+) -> Result<(), DbSetupError> {
+    for _ in 0..PIN_ATTEMPTS {
+        let mut conn = connect(url).await?;
+        conn.batch_execute("BEGIN").await?;
+        let pinned_pid = backend_pid(&mut conn).await;
+        pinned.push(conn);
+        if pinned_pid? == pid {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The server process of this connection's current transaction, by a prepared statement.

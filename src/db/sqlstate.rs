@@ -39,6 +39,12 @@ impl SqlStates {
         self.lock().first().cloned()
     }
 
+    /// Whether any code seen since the last [`SqlStates::clear`] (up to the first 16) is one
+    /// that `matches`.
+    pub fn any(&self, matches: impl Fn(&SqlState) -> bool) -> bool {
+        self.lock().iter().any(matches)
+    }
+
     fn push(&self, code: SqlState) {
         let mut codes = self.lock();
         // Bounded: a connection whose codes nobody clears keeps only its first few.

@@ -14,7 +14,9 @@ use std::time::Duration;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::config::Config;
-use crate::db::connect::{DbConnection, connect_recording};
+use crate::db::connect::{
+    DbConnection, POOLER_WITHOUT_PREPARED_STATEMENTS, connect_recording, loses_prepared_statements,
+};
 use crate::db::prepared::Prepared;
 use crate::db::sqlstate::SqlState;
 use crate::domain::ProductKey;
@@ -197,6 +199,11 @@ pub enum LockCheckError {
          relies on them to avoid duplicates and refuses to run on it"
     )]
     NotEnforced(String),
+    /// A statement prepared on one transaction's server connection was gone in the next: the
+    /// start-up check of prepared statements (`db::checks::check_prepared_statements`) did not
+    /// meet the pooler's other server connections, this check did.
+    #[error("{}", POOLER_WITHOUT_PREPARED_STATEMENTS)]
+    PoolerLosesPreparedStatements,
     #[error("cannot connect for the advisory-lock check: {0}")]
     Connect(#[from] diesel::ConnectionError),
     #[error("the advisory-lock check failed: {0}")]
@@ -218,10 +225,11 @@ const CHECK_WAIT_MS: u64 = 50;
 /// together do not meet.
 ///
 /// # Errors
-/// [`LockCheckError::NotEnforced`] saying what the server got wrong; the others when it could
-/// not be asked.
+/// [`LockCheckError::NotEnforced`] saying what the server got wrong;
+/// [`LockCheckError::PoolerLosesPreparedStatements`] when a statement prepared in one of its
+/// transactions was gone in the next (SQLSTATE 26000 or 42P05); the others when it could not
+/// be asked.
 pub async fn check_enforced(url: &str) -> Result<(), LockCheckError> {
-    use diesel_async::SimpleAsyncConnection as _;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -233,14 +241,33 @@ pub async fn check_enforced(url: &str) -> Result<(), LockCheckError> {
     let other = ProductKey::new(&key.brand, format!("{}+", key.serial), "");
     let mut holder = connect_recording(url).await?;
     let mut contender = connect_recording(url).await?;
+    let checked = check_on(&mut holder, &mut contender, &key, &other).await;
+    let lost_statement = [&holder, &contender]
+        .iter()
+        .any(|conn| conn.sqlstates().any(loses_prepared_statements));
+    match checked {
+        Err(LockCheckError::Database(_)) if lost_statement => {
+            Err(LockCheckError::PoolerLosesPreparedStatements)
+        }
+        checked => checked,
+    }
+}
 
+/// [`check_enforced`]'s transactions on its two connections, for `key` and another key `other`.
+async fn check_on(
+    holder: &mut DbConnection,
+    contender: &mut DbConnection,
+    key: &ProductKey,
+    other: &ProductKey,
+) -> Result<(), LockCheckError> {
+    use diesel_async::SimpleAsyncConnection as _;
     holder.batch_execute("BEGIN").await?;
-    lock_key_query(&key).execute(&mut *holder).await?;
-    let single = contend(&mut contender, lock_key_query(&key)).await?;
-    let pair = contend(&mut contender, lock_keys_query(&[&other, &key])).await?;
-    let tried = try_in_transaction(&mut contender, &[&other, &key]).await?;
+    lock_key_query(key).execute(&mut **holder).await?;
+    let single = contend(contender, lock_key_query(key)).await?;
+    let pair = contend(contender, lock_keys_query(&[other, key])).await?;
+    let tried = try_in_transaction(contender, &[other, key]).await?;
     holder.batch_execute("ROLLBACK").await?;
-    let after = contend(&mut contender, lock_key_query(&key)).await?;
+    let after = contend(contender, lock_key_query(key)).await?;
 
     let held_is_refused =
         single == Contended::TimedOut && pair == Contended::TimedOut && tried == [true, false];
