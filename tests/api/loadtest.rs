@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app};
+use product_service::config::ApiToken;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const LOADTEST: &str = env!("CARGO_BIN_EXE_loadtest");
 
@@ -409,4 +411,71 @@ async fn a_plot_path_that_cannot_be_written_stops_the_run_before_any_request() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write the plot"));
     assert_eq!(app.count_products("true").await, 0, "no request was sent");
+}
+
+/// A run whose requests the service refuses (here: every one, for want of an API token) exits 1,
+/// shows the refusal among its first errors, and plots no throughput (a flat line at zero), where
+/// it used to exit 0 and plot its refusals as requests/s.
+#[tokio::test]
+async fn a_run_the_service_refuses_exits_1_and_plots_no_throughput() {
+    let app =
+        spawn_app_with(|c| c.api_tokens = vec![ApiToken::from("a-token-loadtest-lacks")]).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let svg = dir.path().join("refused.svg");
+
+    let output = loadtest(
+        &app,
+        &[
+            "--scenario",
+            "distinct",
+            "--duration",
+            "1",
+            "--concurrency",
+            "4",
+            "--plot",
+            svg.to_str().expect("a UTF-8 path"),
+        ],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "every request was refused: {stderr}"
+    );
+    let report = report(&output);
+    let requests = report["requests"].as_u64().expect("a count");
+    assert!(requests > 0, "{report}");
+    assert_eq!(
+        report["statuses"]["401"].as_u64(),
+        Some(requests),
+        "{report}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{requests} of {requests} requests were not answered 2xx"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        report["first_errors"][0]
+            .as_str()
+            .is_some_and(|e| e.starts_with("401:")),
+        "the refusal is shown: {report}"
+    );
+    let text = std::fs::read_to_string(&svg).expect("the plot is written");
+    let document = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    let throughput = document
+        .descendants()
+        .find(|node| {
+            node.has_tag_name("polyline") && node.attribute("stroke") == Some(THROUGHPUT_STROKE)
+        })
+        .and_then(|node| node.attribute("points"))
+        .expect("a throughput line");
+    let heights: std::collections::BTreeSet<&str> = throughput
+        .split_whitespace()
+        .filter_map(|point| point.split(',').nth(1))
+        .collect();
+    assert_eq!(heights.len(), 1, "a flat throughput line: {throughput}");
 }
