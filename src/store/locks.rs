@@ -220,9 +220,9 @@ const CHECK_WAIT_MS: u64 = 50;
 /// [`try_lock_keys_query`]) in two concurrent transactions on two connections to `url`: while the
 /// first holds a key, the second must time out on it (SQLSTATE 55P03) with the waiting
 /// statements and be refused it (while granted another key) by the trying one; once the first
-/// ends, the second must get it. Transaction-scoped only, so it means the same behind a transaction-pooling
-/// PgBouncer, and nothing is left held. The key is this process's own, so instances starting
-/// together do not meet.
+/// ends, the second must get it. Transaction-scoped only, so it means the same behind a
+/// transaction-pooling PgBouncer, and nothing is left held. The key is this process's own, so
+/// instances starting together do not meet.
 ///
 /// # Errors
 /// [`LockCheckError::NotEnforced`] saying what the server got wrong;

@@ -125,10 +125,10 @@ struct Args {
     /// `GET /products?brand=` and `DELETE /products/{id}`.
     #[arg(long)]
     cleanup: bool,
-    /// Also draw the run into this SVG file: throughput (requests answered 2xx a second; items/s in the batch
-    /// scenario) and p50/p99 latency (ms) for each second of the run (a run under 20 s: each
-    /// half, fifth or tenth of a second, for 20 points), and latency (ms) against percentile
-    /// (50, 90, 99, 99.9, 99.99). Keeps 12 bytes per request in memory until the end.
+    /// Also draw the run into this SVG file: throughput (requests answered 2xx a second; items/s
+    /// in the batch scenario) and p50/p99 latency (ms) for each second of the run (a run under
+    /// 20 s: each half, fifth or tenth of a second, for 20 points), and latency (ms) against
+    /// percentile (50, 90, 99, 99.9, 99.99). Keeps 12 bytes per request in memory until the end.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
 }
