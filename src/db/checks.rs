@@ -24,6 +24,9 @@ struct BackendPid {
 /// connection its first connection used.
 const PIN_ATTEMPTS: usize = 4;
 
+/// Longest wait of one of those connections for its transaction's server connection.
+const PIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Refuses a connection path on which a prepared statement does not survive from one
 /// transaction to the next (PgBouncer before 1.21 in transaction pooling, or with
 /// `max_prepared_statements = 0`): every statement of the service is prepared once per
@@ -33,16 +36,17 @@ const PIN_ATTEMPTS: usize = 4;
 /// connections then open transactions and read theirs, one after another, each keeping its
 /// transaction open, until one of them holds the first's server process (behind a transaction
 /// pooler, which hands a server connection back to whoever asks next) or [`PIN_ATTEMPTS`] are
-/// made. The first then runs its statement again, by name, so on another server connection
-/// behind a transaction pooler. Directly on PostgreSQL, or through a pooler that keeps prepared
+/// made. The others' transactions end, so that their server connections are free again; the
+/// first then runs its statement again, by name, so on another server connection behind a
+/// transaction pooler. Directly on PostgreSQL, or through a pooler that keeps prepared
 /// statements (PgBouncer 1.21+ with `max_prepared_statements`, or `pool_mode = session`), that
 /// works. A pooler may be slow to take a server connection back after a transaction, so the
 /// second connection alone could miss it: this made the check pass now and then behind a
 /// pooler that loses prepared statements, on a busy machine. Returns whether the two runs met
 /// different server processes (a transaction pooler).
 ///
-/// Behind a pooler, the check needs up to [`PIN_ATTEMPTS`] + 1 server connections of the
-/// database's pool at once.
+/// Behind a transaction pooler the check needs two server connections of the database's pool
+/// (`default_pool_size`), and while it looks, up to [`PIN_ATTEMPTS`].
 ///
 /// # Errors
 /// [`DbSetupError::PoolerLosesPreparedStatements`] naming the two fixes; the connection or
@@ -52,13 +56,28 @@ pub async fn check_prepared_statements(url: &str) -> Result<bool, DbSetupError> 
     let before = backend_pid(&mut first).await?;
     let mut pinned = Vec::with_capacity(PIN_ATTEMPTS);
     let after = match pin_server_process(url, before, &mut pinned).await {
-        Ok(()) => backend_pid(&mut first).await,
+        Ok(on_before) => {
+            // Only the connection on `before`'s server process stays in its transaction.
+            let others = pinned.len() - usize::from(on_before);
+            for conn in pinned.drain(..others) {
+                end_transaction(conn).await?;
+            }
+            backend_pid(&mut first).await
+        }
         Err(e) => Err(e),
     };
-    for conn in &mut pinned {
-        conn.batch_execute("ROLLBACK").await?;
+    // On an error, the connections still pinned are closed as they are dropped.
+    let after = after?;
+    for conn in pinned {
+        end_transaction(conn).await?;
     }
-    Ok(before != after?)
+    Ok(before != after)
+}
+
+/// Rolls back `conn`'s transaction and closes it.
+async fn end_transaction(mut conn: DbConnection) -> Result<(), DbSetupError> {
+    conn.batch_execute("ROLLBACK").await?;
+    Ok(())
 }
 
 /// [`connect_recording`], with a pooler's refusal of a client's prepared statements (at
@@ -77,22 +96,32 @@ async fn connect(url: &str) -> Result<DbConnection, DbSetupError> {
 }
 
 /// Opens connections with a transaction open on each, into `pinned`, until one runs on server
-/// process `pid` or [`PIN_ATTEMPTS`] are open.
+/// process `pid` (then `true`: it is the last) or [`PIN_ATTEMPTS`] are open (`false`). A
+/// connection that gets no server connection within [`PIN_WAIT`] (a pool that others use up,
+/// such as instances starting together) ends the search (`false`): searching is for the
+/// slowness of the pooler, and must not hold server connections that the others wait for.
 async fn pin_server_process(
     url: &str,
     pid: i32,
     pinned: &mut Vec<DbConnection>,
-) -> Result<(), DbSetupError> {
+) -> Result<bool, DbSetupError> {
     for _ in 0..PIN_ATTEMPTS {
-        let mut conn = connect(url).await?;
-        conn.batch_execute("BEGIN").await?;
-        let pinned_pid = backend_pid(&mut conn).await;
+        let pin = async {
+            let mut conn = connect(url).await?;
+            conn.batch_execute("BEGIN").await?;
+            let pinned_pid = backend_pid(&mut conn).await;
+            Ok::<_, DbSetupError>((conn, pinned_pid))
+        };
+        let Ok(pinned_now) = tokio::time::timeout(PIN_WAIT, pin).await else {
+            return Ok(false);
+        };
+        let (conn, pinned_pid) = pinned_now?;
         pinned.push(conn);
         if pinned_pid? == pid {
-            break;
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The server process of this connection's current transaction, by a prepared statement.
