@@ -343,3 +343,57 @@ async fn concurrent_posts_of_one_key_in_nfc_and_nfd_spellings_leave_one_row(grou
         "stored in NFC"
     );
 }
+
+/// The write path sends the key's lock statement and the write together, pipelined
+/// (`store::upsert`, `store::upsert_batch`), and relies on the server running them in the order
+/// the futures are joined: the write must start, and take its snapshot, after the lock is
+/// granted. diesel-async documents pipelining for independent statements only; the order holds
+/// because a statement not yet prepared on the connection holds its statement cache while it
+/// prepares, and the later statements queue behind it in turn. This test pins that down for the
+/// dangerous case, the earlier statement still to be prepared and the later one cached, so
+/// that a diesel-async upgrade that reorders them fails here and not in production as
+/// duplicates. (Joined the other way round, it fails: the sequence numbers swap.)
+#[tokio::test]
+async fn pipelined_statements_run_in_the_order_they_are_joined_when_only_the_later_is_prepared() {
+    use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+    use product_service::db::prepared::Prepared;
+
+    #[derive(diesel::QueryableByName)]
+    struct Drawn {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    struct Earlier;
+    struct Later;
+
+    let database = crate::helpers::TestDatabase::create(DatabaseSetup::default()).await;
+    for round in 0..5 {
+        let mut conn = product_service::db::connect(&database.url)
+            .await
+            .expect("a connection");
+        let sequence = format!("pipelining_{round}");
+        diesel_async::SimpleAsyncConnection::batch_execute(
+            &mut conn,
+            &format!("CREATE SEQUENCE {sequence}"),
+        )
+        .await
+        .expect("a sequence");
+        let draw = format!("SELECT nextval('{sequence}') AS n");
+        // Later's statement is prepared and cached on this connection; Earlier's is not.
+        Prepared::<Later>::new(draw.clone(), vec![])
+            .get_result::<Drawn>(&mut conn)
+            .await
+            .expect("the later statement, once");
+
+        let mut pipeline: &AsyncPgConnection = &conn;
+        let earlier =
+            Prepared::<Earlier>::new(draw.clone(), vec![]).get_result::<Drawn>(&mut pipeline);
+        let later = Prepared::<Later>::new(draw, vec![]).get_result::<Drawn>(&mut pipeline);
+        let (earlier, later) = futures::future::join(earlier, later).await;
+        let (earlier, later) = (earlier.expect("earlier").n, later.expect("later").n);
+        assert!(
+            earlier < later,
+            "round {round}: the statement joined first ran second ({earlier} after {later})"
+        );
+    }
+}
