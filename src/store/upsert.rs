@@ -98,7 +98,10 @@ fn upsert_query<'a>(
 ///
 /// Three round trips: `BEGIN`; then, pipelined, the wait bounds, the lock and the write (the
 /// server runs them in order, so the write starts, and takes its snapshot, after the lock is
-/// granted); then `COMMIT`. When the key's rows were duplicated before the service existed, the
+/// granted; that diesel-async sends them in the order they are joined, also when the lock
+/// statement still has to be prepared, is pinned down by the test
+/// `concurrency::pipelined_statements_run_in_the_order_they_are_joined_when_only_the_later_is_prepared`);
+/// then `COMMIT`. When the key's rows were duplicated before the service existed, the
 /// oldest (lowest id) is updated and [`Upserted::copies`] says how many there were.
 ///
 /// Returns what it did and how long the lock took (`None` in test builds without it).
