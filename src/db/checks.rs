@@ -35,7 +35,7 @@ const PIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// A first connection prepares and runs a statement that reads its server process id. Further
 /// connections then open transactions and read theirs, one after another, each keeping its
 /// transaction open, until one of them holds the first's server process (behind a transaction
-/// pooler, which hands a server connection back to whoever asks next) or [`PIN_ATTEMPTS`] are
+/// pooler, which hands a server connection back to whoever asks next) or 4 (`PIN_ATTEMPTS`) are
 /// made. The others' transactions end, so that their server connections are free again; the
 /// first then runs its statement again, by name, so on another server connection behind a
 /// transaction pooler. Directly on PostgreSQL, or through a pooler that keeps prepared
@@ -46,7 +46,7 @@ const PIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// different server processes (a transaction pooler).
 ///
 /// Behind a transaction pooler the check needs two server connections of the database's pool
-/// (`default_pool_size`), and while it looks, up to [`PIN_ATTEMPTS`].
+/// (`default_pool_size`), and while it looks, up to 4.
 ///
 /// # Errors
 /// [`DbSetupError::PoolerLosesPreparedStatements`] naming the two fixes; the connection or
