@@ -33,6 +33,12 @@ pub enum DbFault {
     /// key whose index entry would pass the 2,704 bytes a B-tree entry holds. The request's
     /// fault, not the server's: a retry fails the same way.
     LimitExceeded,
+    /// A number out of its column's range (22003 numeric_value_out_of_range): on a write, a
+    /// version at 2^63-1 (a `bigint`'s largest) that the write would raise; only a writer
+    /// outside this service can have set it so high (the service starts at 1 and adds 1 per
+    /// write), and prices are checked before they reach the database. The stored row's fault,
+    /// not the server's: a retry fails the same way.
+    OutOfRange,
     /// Anything else: a bug, or a server error this service does not expect.
     Other,
 }
@@ -53,6 +59,8 @@ impl DbFault {
             "40P01" | "40001" => Self::Transient,
             "25006" => Self::ReadOnly,
             "54000" => Self::LimitExceeded,
+            "22003" => Self::OutOfRange,
+
             "57P01" | "57P02" | "57P03" | "53300" => Self::Connection,
             class_08 if class_08.starts_with("08") => Self::Connection,
             _ => Self::Other,

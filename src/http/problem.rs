@@ -46,9 +46,9 @@ fn unavailable_detail(why: Unavailable) -> &'static str {
             "the database is read-only (a standby, or in maintenance); writes resume once a \
              writable primary is reachable"
         }
-        Unavailable::Database(DbFault::Transient | DbFault::Other | DbFault::LimitExceeded) => {
-            "the database reported a transient failure"
-        }
+        Unavailable::Database(
+            DbFault::Transient | DbFault::Other | DbFault::LimitExceeded | DbFault::OutOfRange,
+        ) => "the database reported a transient failure",
         Unavailable::Contention => "the product kept changing under concurrent writers",
     }
 }
@@ -89,6 +89,12 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("another product (id {existing_id}) already has this brand, serial and manufacturer")]
     KeyConflict { existing_id: i64 },
+    /// The product's version cannot be raised (409): see [`ServiceError::VersionExhausted`].
+    #[error(
+        "the product's version is at its largest value (9223372036854775807) and cannot be \
+         raised; it was set outside this service; nothing was written"
+    )]
+    VersionExhausted,
     #[error(
         "a precondition is false (If-Match, If-None-Match or the version member): the product \
          is not in the state the request expects; nothing was written"
@@ -239,6 +245,10 @@ impl ApiError {
             Self::KeyConflict { .. } => {
                 ("urn:product-service:problem:key-conflict", "Key conflict")
             }
+            Self::VersionExhausted => (
+                "urn:product-service:problem:version-exhausted",
+                "Version exhausted",
+            ),
             Self::PreconditionFailed { .. } => (
                 "urn:product-service:problem:precondition-failed",
                 "Precondition Failed",
@@ -322,7 +332,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ProductNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::KeyConflict { .. } => StatusCode::CONFLICT,
+            Self::KeyConflict { .. } | Self::VersionExhausted => StatusCode::CONFLICT,
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
@@ -446,6 +456,7 @@ impl From<ServiceError> for ApiError {
         match error {
             ServiceError::NotFound => Self::ProductNotFound,
             ServiceError::KeyConflict { existing_id } => Self::KeyConflict { existing_id },
+            ServiceError::VersionExhausted => Self::VersionExhausted,
             ServiceError::KeyInProgress => Self::IdempotencyKeyInProgress,
             ServiceError::KeyReused => Self::IdempotencyKeyReused,
             ServiceError::PreconditionFailed(failed) => Self::PreconditionFailed {

@@ -140,7 +140,9 @@ problem_response!(InvalidQuery = 400, "Bad query parameter: `errors` names it");
 problem_response!(NotFound = 404, "No product with this id");
 problem_response!(
     KeyConflict = 409,
-    "Another product holds the new key: `existing_id`"
+    "Another product holds the new key: `existing_id`; or (type \
+     urn:product-service:problem:version-exhausted) the product's version is at 2^63-1, set \
+     outside the service, and cannot be raised; nothing written"
 );
 problem_response!(
     InvalidBatch = 400,
@@ -566,7 +568,9 @@ fn add_idempotency_to(operation: &mut Value, statuses: &[&str]) {
         });
     }
     responses["409"] = problem(
-        "Another request with this Idempotency-Key is still running; retry later",
+        "Another request with this Idempotency-Key is still running; retry later (with \
+         Retry-After); or (type urn:product-service:problem:version-exhausted) a product's \
+         version is at 2^63-1, set outside the service, and cannot be raised; nothing written",
         json!({
             "Retry-After": {"description": "Seconds to wait before retrying",
                 "schema": {"type": "integer"}},

@@ -45,6 +45,13 @@ pub enum ServiceError {
     /// large beside large stored ones; input checks refuse the other cases first.
     #[error("brand, serial and manufacturer are too large together for the key index")]
     KeyTooLarge,
+    /// The product's version is at 2^63-1 and cannot be raised (SQLSTATE 22003): set so by a
+    /// writer outside this service. Nothing was written.
+    #[error(
+        "the product's version is at its largest value (9223372036854775807) and cannot be \
+         raised by this write; it was set outside this service"
+    )]
+    VersionExhausted,
     /// A bug or an unexpected database error; the message is for the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,6 +73,7 @@ impl ServiceError {
         match fault {
             DbFault::Other => Self::Internal(format!("database error: {cause}")),
             DbFault::LimitExceeded => Self::KeyTooLarge,
+            DbFault::OutOfRange => Self::VersionExhausted,
             fault => Self::Unavailable {
                 why: Unavailable::Database(fault),
                 cause: Some(cause.to_string()),
@@ -87,7 +95,8 @@ impl ServiceError {
             | Self::PreconditionFailed(_)
             | Self::KeyInProgress
             | Self::KeyReused
-            | Self::KeyTooLarge => None,
+            | Self::KeyTooLarge
+            | Self::VersionExhausted => None,
         }
     }
 }
@@ -103,6 +112,7 @@ impl ServiceError {
             StoreError::PreconditionFailed(failed) => Self::PreconditionFailed(failed),
             StoreError::KeyInProgress => Self::KeyInProgress,
             StoreError::KeyReused => Self::KeyReused,
+            StoreError::VersionExhausted => Self::VersionExhausted,
             StoreError::Database(e) => {
                 Self::from_fault(fault::classify(&e, sqlstates.first().as_ref()), e)
             }

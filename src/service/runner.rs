@@ -115,8 +115,9 @@ impl Runner {
             Some(DbFault::ReadOnly) => self.metrics.count_db_error(DbErrorKind::ReadOnly),
             Some(DbFault::Transient) => self.metrics.count_db_error(DbErrorKind::Transient),
             Some(DbFault::Other) => self.metrics.count_db_error(DbErrorKind::Other),
-            // The request's fault (ServiceError::KeyTooLarge), not the database's.
-            Some(DbFault::LimitExceeded) | None => {}
+            // The request's (ServiceError::KeyTooLarge) or the stored row's
+            // (ServiceError::VersionExhausted) fault, not the database's.
+            Some(DbFault::LimitExceeded | DbFault::OutOfRange) | None => {}
         }
         error
     }

@@ -517,6 +517,10 @@ async fn merge_into(
             if rows.len() < 2 && old_key == *target {
                 return Ok(None);
             }
+            // A version at 2^63-1 (set outside the service) cannot be raised: the group fails.
+            let next_version = top_version
+                .checked_add(1)
+                .ok_or(StoreError::VersionExhausted)?;
             let surplus: Vec<i64> = rows.iter().skip(1).map(|row| row.id).collect();
             let kept = diesel::update(products::table.find(oldest.id))
                 .set((
@@ -526,7 +530,7 @@ async fn merge_into(
                     products::name.eq(&latest.name),
                     products::description.eq(&latest.description),
                     products::price.eq(&latest.price),
-                    products::version.eq(top_version + 1),
+                    products::version.eq(next_version),
                     products::updated_at.eq(diesel::dsl::now),
                 ))
                 .returning(ProductRow::as_returning())

@@ -14,6 +14,9 @@ pub enum StoreError {
     KeyInProgress,
     #[error("this idempotency key was used for another request")]
     KeyReused,
+    /// A row's version is at 2^63-1 and cannot be raised (checked before the database is asked).
+    #[error("a row's version is at its largest value")]
+    VersionExhausted,
     #[error("a precondition of the request is false")]
     PreconditionFailed(crate::domain::PreconditionFailed),
     #[error(transparent)]

@@ -347,3 +347,36 @@ fn with_no_database_to_check_it_fails_instead_of_reporting_clean() {
         "no new cluster was made"
     );
 }
+
+/// A duplicated key whose rows include a version at 2^63-1 cannot be merged (the kept row's
+/// version would pass it): that group is reported and left as it is, the others are merged.
+#[tokio::test]
+async fn a_group_at_the_largest_version_is_reported_and_left_as_it_is() {
+    let app = spawn_app().await;
+    app.sql(
+        "INSERT INTO products (brand, serial, manufacturer, name, version) VALUES \
+         ('A', 'S', 'M', 'a1', 9223372036854775807), ('A', 'S', 'M', 'a2', 1), \
+         ('B', 'S', 'M', 'b1', 1), ('B', 'S', 'M', 'b2', 1)",
+    )
+    .await;
+
+    let applied = dedupe(&app, &["--apply"]).await;
+
+    let stderr = String::from_utf8_lossy(&applied.stderr);
+    assert_eq!(
+        applied.status.code(),
+        Some(1),
+        "a key is still duplicated: {stderr}"
+    );
+    assert!(
+        stderr.contains("could not merge") && stderr.contains("9223372036854775807"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(", 1 failed;"), "{stderr}");
+    assert_eq!(
+        app.count_products("brand = 'A'").await,
+        2,
+        "group A untouched"
+    );
+    assert_eq!(app.count_products("brand = 'B'").await, 1, "group B merged");
+}

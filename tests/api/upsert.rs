@@ -4,6 +4,9 @@ use serde_json::json;
 
 use crate::helpers::{json, product, spawn_app, spawn_app_with};
 
+// The tests of this file, each run with group commit and with one transaction per upsert.
+in_both_modes!(a_write_to_a_product_at_the_largest_version_is_409_and_writes_nothing);
+
 #[tokio::test]
 async fn post_of_a_new_key_creates_it_with_201_location_and_the_stored_row() {
     let app = spawn_app().await;
@@ -278,4 +281,79 @@ async fn the_set_based_write_planned_on_an_empty_table_looks_keys_up_by_index() 
             && plan.contains("Index Scan using products_pkey"),
         "{plan}"
     );
+}
+
+/// A version at 2^63-1 (the largest `bigint`) can only be set outside the service; a write that
+/// would raise it (SQLSTATE 22003, a 500 before) is a 409 of type version-exhausted on every
+/// write path, and writes nothing; in a group-commit batch only that request fails.
+async fn a_write_to_a_product_at_the_largest_version_is_409_and_writes_nothing(group_commit: bool) {
+    use reqwest::Method;
+    let app = spawn_app_with(|c| c.group_commit = group_commit).await;
+    app.sql(
+        "INSERT INTO products (brand, serial, manufacturer, name, version) \
+         VALUES ('Acme', 'S-max', 'M', 'stored', 9223372036854775807)",
+    )
+    .await;
+    let stored = json(
+        app.get("/products?brand=Acme&serial=S-max&manufacturer=M")
+            .await,
+    )
+    .await;
+    let id = stored["items"][0]["id"].clone();
+    let exhausted = json!({"brand": "Acme", "serial": "S-max", "manufacturer": "M", "name": "new"});
+
+    // Alongside other keys, so that with group commit they likely share its batch.
+    let posts = (0..8).map(|i| {
+        let body = if i == 3 {
+            exhausted.clone()
+        } else {
+            product("Acme", &format!("S-{i}"), "M")
+        };
+        let app = &app;
+        async move { app.post_product(&body).await }
+    });
+    let mut posted: Vec<reqwest::Response> = futures::future::join_all(posts).await;
+    let refused = posted.remove(3);
+    assert!(
+        posted.iter().all(|answer| answer.status() == 201),
+        "the other keys are written"
+    );
+    let batch = app
+        .send_raw(
+            Method::POST,
+            "/products/batch",
+            "application/json",
+            json!([product("Acme", "S-batch", "M"), exhausted]).to_string(),
+        )
+        .await;
+    let patch = app
+        .send_raw(
+            Method::PATCH,
+            &format!("/products/{id}"),
+            "application/json",
+            json!({"name": "patched"}).to_string(),
+        )
+        .await;
+    for answer in [refused, batch, patch] {
+        assert_eq!(answer.status(), 409, "{}", answer.url());
+        assert_eq!(answer.headers()["content-type"], "application/problem+json");
+        let body = json(answer).await;
+        assert_eq!(
+            body["type"], "urn:product-service:problem:version-exhausted",
+            "{body}"
+        );
+        assert!(
+            body["detail"].to_string().contains("9223372036854775807"),
+            "{body}"
+        );
+    }
+    let after = json(app.get(&format!("/products/{id}")).await).await;
+    assert_eq!(after["name"], "stored", "nothing written");
+    assert_eq!(after["version"], 9_223_372_036_854_775_807_i64);
+    assert_eq!(
+        app.count_products("serial = 'S-batch'").await,
+        0,
+        "the batch wrote nothing"
+    );
+    assert_eq!(app.count_products("true").await, 8);
 }
