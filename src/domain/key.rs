@@ -85,6 +85,12 @@ impl ProductKey {
         }
     }
 
+    /// Bytes of the three fields together in UTF-8, as the key index stores them (compare
+    /// with [`crate::domain::input::MAX_KEY_BYTES`]).
+    pub fn utf8_len(&self) -> usize {
+        self.brand.len() + self.serial.len() + self.manufacturer.len()
+    }
+
     /// This key with each field in its canonical form ([`canonical_key_field`]): the key a
     /// request naming these fields would address.
     pub fn canonical(&self) -> Self {

@@ -113,6 +113,7 @@ impl ServiceError {
             StoreError::KeyInProgress => Self::KeyInProgress,
             StoreError::KeyReused => Self::KeyReused,
             StoreError::VersionExhausted => Self::VersionExhausted,
+            StoreError::KeyTooLarge => Self::KeyTooLarge,
             StoreError::Database(e) => {
                 Self::from_fault(fault::classify(&e, sqlstates.first().as_ref()), e)
             }

@@ -14,6 +14,10 @@ pub enum StoreError {
     KeyInProgress,
     #[error("this idempotency key was used for another request")]
     KeyReused,
+    /// The key a change would give the row is over `MAX_KEY_BYTES` (checked before the
+    /// database is asked).
+    #[error("brand, serial and manufacturer are too large together for the key index")]
+    KeyTooLarge,
     /// A row's version is at 2^63-1 and cannot be raised (checked before the database is asked).
     #[error("a row's version is at its largest value")]
     VersionExhausted,

@@ -5,6 +5,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::prepared::Prepared;
 use crate::db::schema::products;
+use crate::domain::input::MAX_KEY_BYTES;
 use crate::domain::{ListQuery, Preconditions, Product, ProductKey, ProductPatch};
 use crate::store::error::StoreError;
 use crate::store::locks::{TxSettings, bound_waits, lock_keys};
@@ -51,6 +52,7 @@ async fn update_row(
 /// `preconditions` are checked against the row once it is locked.
 ///
 /// # Errors
+/// [`StoreError::KeyTooLarge`] when the patched key is over `MAX_KEY_BYTES`;
 /// [`StoreError::NotFound`], [`StoreError::PreconditionFailed`], [`StoreError::KeyConflict`],
 /// [`StoreError::KeyKeptMoving`] after [`MAX_KEY_CHANGE_ATTEMPTS`] tries, or the database
 /// error.
@@ -72,6 +74,11 @@ pub async fn update(
                     .ok_or_else(|| missing(preconditions))?;
                 let old_key = current.key();
                 let new_key = patch.key_over(&old_key);
+                // The patch's fields were checked alone; beside the stored ones they may pass
+                // the limit every whole key is held to (the index would take up to ~2,704).
+                if new_key != old_key && new_key.utf8_len() > MAX_KEY_BYTES {
+                    return Err(StoreError::KeyTooLarge);
+                }
                 let keys = if new_key == old_key {
                     vec![&old_key]
                 } else {

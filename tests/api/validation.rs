@@ -510,4 +510,29 @@ async fn key_fields_over_the_key_index_limit_are_400_on_every_write_path() {
     );
     let stored = json(app.get(&format!("/products/{}", created["id"])).await).await;
     assert_eq!(stored["serial"], "S", "nothing written");
+
+    // Between the service's limit and the index's (2,620 bytes here): the database would take
+    // it (a 200 before), and then no POST could name the key; it is a 400 too.
+    let clef = "\u{1D11E}"; // 4 bytes in UTF-8
+    let beside = json!({"brand": clef.repeat(200), "serial": clef.repeat(200),
+        "manufacturer": "z", "name": "n"});
+    let created = json(app.post_product(&beside).await).await;
+    let patched = app
+        .send_raw(
+            Method::PATCH,
+            &format!("/products/{}", created["id"]),
+            "application/json",
+            json!({ "manufacturer": clef.repeat(255) }).to_string(),
+        )
+        .await;
+    assert_eq!(patched.status(), 400);
+    let body = json(patched).await;
+    assert!(
+        body["errors"]["manufacturer"]
+            .to_string()
+            .contains("2600 bytes"),
+        "{body}"
+    );
+    let stored = json(app.get(&format!("/products/{}", created["id"])).await).await;
+    assert_eq!(stored["manufacturer"], "z", "nothing written");
 }
