@@ -18,6 +18,12 @@ use crate::service::{ProductService, duplicate_scan, idempotency_cleanup};
 use crate::store::{self, locks::LockCheckError};
 use crate::telemetry::metrics::Metrics;
 
+/// Longest time the checks of the server at start may take (prepared statements, advisory
+/// locks) beyond three connection attempts ([`db::connect::connect_budget`]: the checks open
+/// three connections that must succeed); they take well under a second when the server has
+/// connections to spare.
+pub const STARTUP_CHECKS_SLACK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Errors of start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -27,6 +33,14 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error(transparent)]
     Locks(#[from] LockCheckError),
+    /// The checks of the server at start did not end within the time given
+    /// ([`STARTUP_CHECKS_SLACK`] beyond three connection attempts).
+    #[error(
+        "the start-up checks of the database did not end within {0:?}: behind PgBouncer, this \
+         database's pool (default_pool_size) is too small or used up by other clients; the \
+         checks need 2 server connections at once"
+    )]
+    ChecksTimedOut(std::time::Duration),
     #[error("cannot watch for SIGHUP (to re-read API_TOKENS_FILE): {0}")]
     Signal(std::io::Error),
     #[error("cannot watch for SIGUSR1 (a full duplicate scan on demand): {0}")]
@@ -63,6 +77,8 @@ impl Application {
     /// when SIGUSR1 cannot (with the duplicate scan on);
     /// [`StartupError::Database`] when the database cannot be opened or migrated;
     /// [`StartupError::Locks`] when its advisory locks cannot be trusted;
+    /// [`StartupError::ChecksTimedOut`] when those checks do not end in time (10 s beyond three
+    /// connection attempts: 25 s with one host and the default 5-s connect timeout);
     /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.check().map_err(StartupError::Config)?;
@@ -71,11 +87,20 @@ impl Application {
             .map_err(StartupError::Config)?
             .map(Arc::new);
         let (url, embedded) = db::open(&config).await?;
-        if db::checks::check_prepared_statements(&url).await? {
-            log::info!("transaction pooling detected; prepared statements survive it");
-        }
-        // Before the migrations, so that a server that cannot be trusted is left untouched.
-        store::locks::check_enforced(&url).await?;
+        // Bounded: behind a pooler whose pool is used up, a check would wait for a server
+        // connection for as long as the pooler lets it (PgBouncer: query_wait_timeout, 120 s).
+        let checks = async {
+            if db::checks::check_prepared_statements(&url).await? {
+                log::info!("transaction pooling detected; prepared statements survive it");
+            }
+            // Before the migrations, so that a server that cannot be trusted is left untouched.
+            store::locks::check_enforced(&url).await?;
+            Ok::<_, StartupError>(())
+        };
+        let limit = STARTUP_CHECKS_SLACK + db::connect::connect_budget(&url) * 3;
+        tokio::time::timeout(limit, checks)
+            .await
+            .map_err(|_| StartupError::ChecksTimedOut(limit))??;
         let applied = db::migrations::run_migrations(&url).await?;
         if !applied.is_empty() {
             log::info!("applied migrations: {}", applied.join(", "));

@@ -112,7 +112,8 @@ pub async fn connect_preferring(
             Ok(Ok(conn)) => return Ok((conn, i)),
             Ok(Err(why)) => failures.push(format!("{}: {why}", shown(host, port))),
             Err(_) => failures.push(format!(
-                "{}: no answer within {timeout:?}",
+                "{}: no answer within {timeout:?} (unreachable, or a pooler waiting for a free \
+                 server connection: its pool for this database, default_pool_size, used up)",
                 shown(host, port)
             )),
         }

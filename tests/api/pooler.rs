@@ -43,8 +43,15 @@ enum PoolMode {
 }
 
 impl Pooler {
-    /// Starts the PgBouncer named by the environment variable `binary_var`.
+    /// Starts the PgBouncer named by the environment variable `binary_var`, with server
+    /// connections to spare (150 per database).
     fn start(binary_var: &str, mode: PoolMode) -> Self {
+        Self::start_with_pool(binary_var, mode, 150)
+    }
+
+    /// [`Pooler::start`] with `pool_size` server connections per database
+    /// (`default_pool_size`).
+    fn start_with_pool(binary_var: &str, mode: PoolMode, pool_size: u32) -> Self {
         let binary = std::env::var_os(binary_var)
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -76,7 +83,7 @@ impl Pooler {
              auth_type = any\n\
              pool_mode = {pool_mode}\n\
              {prepared}\
-             default_pool_size = 150\n\
+             default_pool_size = {pool_size}\n\
              max_client_conn = 1000\n\
              logfile = {log}\n",
             log = dir.path().join("pgbouncer.log").display(),
@@ -226,4 +233,48 @@ async fn a_transaction_pooler_that_loses_prepared_statements_is_refused_at_start
         error.contains("max_prepared_statements") && error.contains("pool_mode = session"),
         "the refusal names both fixes: {error}"
     );
+}
+
+/// A pool of one server connection cannot serve the start-up checks, which need two at once
+/// (one transaction open while another runs): the start fails in bounded time, naming
+/// `default_pool_size`, where it used to wait for PgBouncer's `query_wait_timeout` (120 s) and
+/// say nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_too_small_for_the_start_up_checks_fails_the_start_in_bounded_time() {
+    let pooler =
+        Pooler::start_with_pool("PGBOUNCER_TRANSACTION", PoolMode::Transaction(Some(200)), 1);
+    let database = TestDatabase::create(pooler.setup()).await;
+    // One second a connection attempt, so the checks get 13 s in all.
+    let url = format!("{} connect_timeout=1", database.url);
+
+    let started = std::time::Instant::now();
+    let refused = Application::build(test_config(&url, |_| {})).await;
+
+    let error = refused
+        .err()
+        .expect("a pool of one cannot serve the checks")
+        .to_string();
+    assert!(
+        error.contains("default_pool_size") && error.contains("13s"),
+        "the refusal names the pool: {error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+}
+
+/// In session pooling every client connection holds a server connection; the start-up checks
+/// open more than two clients while they look for the pooler's way of handing servers out, and
+/// must give up looking rather than wait: with a pool of two the service starts (the breaker
+/// saw "no answer within 5s" with pools of 2 to 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pooler_with_a_pool_of_two_serves_the_start_up_checks() {
+    let pooler = Pooler::start_with_pool("PGBOUNCER_SESSION", PoolMode::Session, 2);
+    let database = TestDatabase::create(pooler.setup()).await;
+
+    let started = Application::build(test_config(&database.url, |c| c.db_pool_size = 2)).await;
+
+    assert!(started.is_ok(), "it starts: {:?}", started.err());
 }
