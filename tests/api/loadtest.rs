@@ -479,3 +479,54 @@ async fn a_run_the_service_refuses_exits_1_and_plots_no_throughput() {
         .collect();
     assert_eq!(heights.len(), 1, "a flat throughput line: {throughput}");
 }
+
+/// `--url` may end in a slash (paths are appended to it; it used to make `//products`, a 404
+/// for every request), `--token` is sent as a bearer token, and a URL or a concurrency that no
+/// run can use stops loadtest at once with exit 2.
+#[tokio::test]
+async fn the_base_url_may_end_in_a_slash_and_the_token_is_sent() {
+    let app = spawn_app_with(|c| c.api_tokens = vec![ApiToken::from("lt-token")]).await;
+    let run = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(LOADTEST)
+                .args(args)
+                .output()
+                .expect("run loadtest")
+        })
+        .await
+        .expect("loadtest thread")
+    };
+    let args = |url: &str, more: &[&str]| -> Vec<String> {
+        ["--url", url, "--json", "--seed", "8", "--requests", "20"]
+            .iter()
+            .chain(more)
+            .map(|a| (*a).to_owned())
+            .collect()
+    };
+
+    let slash = format!("{}/", app.address);
+    let output = run(args(&slash, &["--token", "lt-token"])).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report(&output)["statuses"]["201"], 20);
+
+    for (url, more, says) in [
+        ("ftp://127.0.0.1", &[][..], "http or https"),
+        (&*format!("{}?x=1", app.address), &[][..], "no query"),
+        (&*app.address, &["--concurrency", "0"][..], "--concurrency"),
+    ] {
+        let output = run(args(url, more)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url} {more:?}: {stderr}");
+        assert!(stderr.contains(says), "{url} {more:?}: {stderr}");
+    }
+    assert_eq!(
+        app.count_products("true").await,
+        20,
+        "only the first run wrote"
+    );
+}

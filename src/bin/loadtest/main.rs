@@ -83,9 +83,14 @@ enum Command {
 /// The options of a load run.
 #[derive(Debug, clap::Args)]
 struct Args {
-    /// Base URL of the service.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    /// Base URL of the service: http or https, a path prefix allowed (a trailing slash is
+    /// dropped), no query or fragment.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = base_url)]
     url: String,
+    /// API token sent as `Authorization: Bearer <token>` on every request (a service with
+    /// API_TOKENS set refuses writes without one).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
     /// What the requests look like.
     #[arg(long, value_enum, default_value_t = Scenario::Distinct)]
     scenario: Scenario,
@@ -97,8 +102,8 @@ struct Args {
     #[arg(long)]
     duration: Option<f64>,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
     /// Size of the key space (zipf, mixed).
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
@@ -398,7 +403,7 @@ async fn verify(
 ) -> Result<Verification, String> {
     let duplicated = Arc::new(Mutex::new(0usize));
     let keys: Vec<u64> = keys.iter().copied().collect();
-    for chunk in keys.chunks(run.args.concurrency.max(1)) {
+    for chunk in keys.chunks(usize::from(run.args.concurrency)) {
         let checks = chunk.iter().map(|key| {
             let duplicated = Arc::clone(&duplicated);
             async move {
@@ -465,7 +470,7 @@ async fn cleanup(run: &Run) -> Result<u64, String> {
         if ids.is_empty() {
             return Ok(deleted);
         }
-        for chunk in ids.chunks(run.args.concurrency.max(1)) {
+        for chunk in ids.chunks(usize::from(run.args.concurrency)) {
             let deletes = chunk.iter().map(|id| async move {
                 let response = run
                     .client
@@ -503,8 +508,22 @@ async fn main() -> ExitCode {
         };
     }
     let args = cli.run;
-    let concurrency = args.concurrency.max(1);
+    let concurrency = usize::from(args.concurrency);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &args.token {
+        match reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            Err(_) => {
+                eprintln!("loadtest: --token must be printable ASCII");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let client = match reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(concurrency * args.dup.max(1))
         .timeout(Duration::from_secs(60))
         .build()
@@ -678,6 +697,22 @@ async fn main() -> ExitCode {
         _ if failed > 0 => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// `--url`, checked: an http or https URL with no query or fragment, without its trailing
+/// slash (the paths are appended to it).
+fn base_url(given: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(given).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be http or https, not {}",
+            url.scheme()
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a base URL takes no query or fragment".to_owned());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// The caption of `--plot`'s upper panel: what ran, how much, how long.
