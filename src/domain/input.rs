@@ -7,6 +7,7 @@ use serde::de::{
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
+pub use crate::domain::key::{MAX_KEY_BYTES, MAX_KEY_CHARS};
 use crate::domain::key::{canonical_key_field, format_character, format_character_message};
 use crate::domain::price::Price;
 
@@ -60,13 +61,6 @@ impl InputError {
     }
 }
 
-/// Longest brand, serial, manufacturer or name, in characters.
-pub const MAX_KEY_CHARS: u64 = 255;
-/// Most bytes of UTF-8 that brand, serial and manufacturer take together, once canonical: the
-/// three fit one entry of the key index (a B-tree entry holds at most 2,704 bytes on 8 kB pages,
-/// headers included; PostgreSQL docs, "B-Tree Indexes"; SQLSTATE 54000 beyond). Three fields of
-/// 255 characters of the Basic Multilingual Plane (at most 3 bytes each) always fit.
-pub const MAX_KEY_BYTES: usize = 2_600;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: u64 = 10_000;
 

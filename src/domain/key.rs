@@ -57,6 +57,14 @@ pub fn format_character_message(c: char) -> String {
     )
 }
 
+/// Longest brand, serial, manufacturer or name, in characters.
+pub const MAX_KEY_CHARS: u64 = 255;
+/// Most bytes of UTF-8 that brand, serial and manufacturer take together, once canonical: the
+/// three fit one entry of the key index (a B-tree entry holds at most 2,704 bytes on 8 kB pages,
+/// headers included; PostgreSQL docs, "B-Tree Indexes"; SQLSTATE 54000 beyond). Three fields of
+/// 255 characters of the Basic Multilingual Plane (at most 3 bytes each) always fit.
+pub const MAX_KEY_BYTES: usize = 2_600;
+
 /// The natural key of a product: (brand, serial, manufacturer).
 ///
 /// Request parsing puts each field in its canonical form ([`canonical_key_field`]: trimmed, NFC)
@@ -103,8 +111,9 @@ impl ProductKey {
 
     /// Why no request could name this (canonical) key, if none can: a field that is blank, or
     /// holds a control or an invisible format character (which key fields refuse); as a
-    /// sentence naming the field and the code point. Only rows written before the rules can
-    /// hold such a key.
+    /// sentence naming the field and the code point; or the three over [`MAX_KEY_BYTES`] bytes
+    /// (which normalising can cause). Only rows written before the rules, or outside the
+    /// service, can hold such a key.
     pub fn unaddressable(&self) -> Option<String> {
         [
             ("brand", &self.brand),
@@ -123,6 +132,16 @@ impl ProductKey {
                 "an invisible format character"
             };
             Some(format!("its {name} holds {kind}, U+{:04X}", u32::from(c)))
+        })
+        .or_else(|| {
+            // Normalising can lengthen a field: U+0958 is 3 bytes, its NFC form 6.
+            (self.utf8_len() > MAX_KEY_BYTES).then(|| {
+                format!(
+                    "brand, serial and manufacturer together are {} bytes of UTF-8, over the \
+                     {MAX_KEY_BYTES} a request may name",
+                    self.utf8_len()
+                )
+            })
         })
     }
 }
@@ -219,6 +238,16 @@ mod tests {
         assert_eq!(
             why(ProductKey::new("   ", "S", "M").canonical()).as_deref(),
             Some("its brand is blank")
+        );
+        // 300 x U+0958 is 900 bytes, and 1,800 once normalised (U+0915 U+093C).
+        let grows = ProductKey::new("\u{958}".repeat(300), "s".repeat(849), "M");
+        assert_eq!(why(grows.clone()), None);
+        assert_eq!(
+            why(grows.canonical()).as_deref(),
+            Some(
+                "brand, serial and manufacturer together are 2650 bytes of UTF-8, over the 2600 \
+                 a request may name"
+            )
         );
     }
 

@@ -380,3 +380,30 @@ async fn a_group_at_the_largest_version_is_reported_and_left_as_it_is() {
     );
     assert_eq!(app.count_products("brand = 'B'").await, 1, "group B merged");
 }
+
+/// A key that normalising makes longer than a request may name (U+0958 is 3 bytes, its NFC
+/// form 6) is left as it is and reported, not rewritten into a key no request could name (it
+/// used to be rewritten: 2,650 bytes, then a 400 for every POST or PUT of it).
+#[tokio::test]
+async fn a_key_that_normalising_makes_too_long_is_reported_and_left_as_it_is() {
+    let app = spawn_app().await;
+    let brand = "\u{958}".repeat(300);
+    let serial = "s".repeat(849);
+    app.sql(&format!(
+        "INSERT INTO products (brand, serial, manufacturer, name) VALUES ('{brand}', '{serial}', 'M', 'n')"
+    ))
+    .await;
+
+    let applied = dedupe(&app, &["--apply"]).await;
+
+    let stderr = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        stderr.contains("2650 bytes") && stderr.contains("left as it is"),
+        "{stderr}"
+    );
+    assert_eq!(
+        app.count_products(&format!("brand = '{brand}'")).await,
+        1,
+        "the row keeps its stored spelling"
+    );
+}
