@@ -18,11 +18,65 @@ use crate::service::{ProductService, duplicate_scan, idempotency_cleanup};
 use crate::store::{self, locks::LockCheckError};
 use crate::telemetry::metrics::Metrics;
 
-/// Longest time the checks of the server at start may take (prepared statements, advisory
-/// locks) beyond three connection attempts ([`db::connect::connect_budget`]: the checks open
-/// three connections that must succeed); they take well under a second when the server has
-/// connections to spare.
-pub const STARTUP_CHECKS_SLACK: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest time the checks of the server at start may take in all (prepared statements,
+/// advisory locks), beyond three connection attempts ([`db::connect::connect_budget`]: the
+/// checks open three connections that must succeed); they take well under a second when the
+/// server has connections to spare.
+pub const STARTUP_CHECKS_SLACK: Duration = Duration::from_secs(30);
+
+/// Longest time one round of those checks may take beyond one connection attempt, before it
+/// lets go of its connections and tries again (after a random pause): instances starting
+/// together behind a small pool could otherwise each hold one server connection and wait for
+/// another.
+pub const STARTUP_CHECK_ROUND_SLACK: Duration = Duration::from_secs(3);
+
+/// The checks of the server that must pass before anything is migrated: prepared statements
+/// survive between transactions, advisory locks are enforced. Each round is bounded; a round
+/// that runs out, or whose connection attempt times out (a pooler's pool used up, by instances
+/// starting together say), is tried again
+/// after a random pause of up to 1, 2, then 4 s, until [`STARTUP_CHECKS_SLACK`] beyond three
+/// connection attempts has passed: behind a pooler whose pool is used up for good, a check
+/// would otherwise wait as long as the pooler lets it (PgBouncer: `query_wait_timeout`, 120 s).
+///
+/// # Errors
+/// As [`db::checks::check_prepared_statements`] and [`store::locks::check_enforced`];
+/// [`StartupError::ChecksTimedOut`] when no round ended in time.
+async fn run_startup_checks(url: &str) -> Result<(), StartupError> {
+    let budget = db::connect::connect_budget(url);
+    let limit = STARTUP_CHECKS_SLACK + budget * 3;
+    let round_limit = STARTUP_CHECK_ROUND_SLACK + budget;
+    let rounds = async {
+        let mut pause_ms: u64 = 1_000;
+        loop {
+            let round = async {
+                if db::checks::check_prepared_statements(url).await? {
+                    log::info!("transaction pooling detected; prepared statements survive it");
+                }
+                store::locks::check_enforced(url).await?;
+                Ok::<_, StartupError>(())
+            };
+            match tokio::time::timeout(round_limit, round).await {
+                // A connection that found no free server connection behind a pooler: as above.
+                Ok(Err(
+                    StartupError::Database(DbSetupError::Connect(e))
+                    | StartupError::Locks(LockCheckError::Connect(e)),
+                )) if db::connect::timed_out(&e) => {}
+                Ok(checked) => return checked,
+                Err(_) => {}
+            }
+            let pause = Duration::from_millis(rand::random_range(0..pause_ms));
+            log::warn!(
+                "the start-up checks got no server connection in time (a pooler's pool used \
+                 up, by instances starting together?); trying again in {pause:?}"
+            );
+            tokio::time::sleep(pause).await;
+            pause_ms = (pause_ms * 2).min(4_000);
+        }
+    };
+    tokio::time::timeout(limit, rounds)
+        .await
+        .map_err(|_| StartupError::ChecksTimedOut(limit))?
+}
 
 /// Errors of start-up.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +88,7 @@ pub enum StartupError {
     #[error(transparent)]
     Locks(#[from] LockCheckError),
     /// The checks of the server at start did not end within the time given
-    /// ([`STARTUP_CHECKS_SLACK`] beyond three connection attempts).
+    /// ([`STARTUP_CHECKS_SLACK`] beyond three connection attempts), in any round.
     #[error(
         "the start-up checks of the database did not end within {0:?}: behind PgBouncer, this \
          database's pool (default_pool_size) is too small or used up by other clients; the \
@@ -77,8 +131,8 @@ impl Application {
     /// when SIGUSR1 cannot (with the duplicate scan on);
     /// [`StartupError::Database`] when the database cannot be opened or migrated;
     /// [`StartupError::Locks`] when its advisory locks cannot be trusted;
-    /// [`StartupError::ChecksTimedOut`] when those checks do not end in time (10 s beyond three
-    /// connection attempts: 25 s with one host and the default 5-s connect timeout);
+    /// [`StartupError::ChecksTimedOut`] when those checks do not end in time (30 s beyond three
+    /// connection attempts: 45 s with one host and the default 5-s connect timeout);
     /// [`StartupError::Bind`] when an address cannot be listened on.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.check().map_err(StartupError::Config)?;
@@ -87,20 +141,8 @@ impl Application {
             .map_err(StartupError::Config)?
             .map(Arc::new);
         let (url, embedded) = db::open(&config).await?;
-        // Bounded: behind a pooler whose pool is used up, a check would wait for a server
-        // connection for as long as the pooler lets it (PgBouncer: query_wait_timeout, 120 s).
-        let checks = async {
-            if db::checks::check_prepared_statements(&url).await? {
-                log::info!("transaction pooling detected; prepared statements survive it");
-            }
-            // Before the migrations, so that a server that cannot be trusted is left untouched.
-            store::locks::check_enforced(&url).await?;
-            Ok::<_, StartupError>(())
-        };
-        let limit = STARTUP_CHECKS_SLACK + db::connect::connect_budget(&url) * 3;
-        tokio::time::timeout(limit, checks)
-            .await
-            .map_err(|_| StartupError::ChecksTimedOut(limit))??;
+        // Before the migrations, so that a server that cannot be trusted is left untouched.
+        run_startup_checks(&url).await?;
         let applied = db::migrations::run_migrations(&url).await?;
         if !applied.is_empty() {
             log::info!("applied migrations: {}", applied.join(", "));

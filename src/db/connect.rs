@@ -34,6 +34,15 @@ pub fn loses_prepared_statements(code: &SqlState) -> bool {
     matches!(code.code(), "42P05" | "26000")
 }
 
+/// What a connection attempt that timed out says (before the time it waited).
+const NO_ANSWER: &str = "no answer within";
+
+/// Whether `error` is [`connect`]'s: no host answered in time, at least one of them timed out
+/// (a host unreachable, or a pooler waiting for a free server connection), rather than refused.
+pub fn timed_out(error: &ConnectionError) -> bool {
+    matches!(error, ConnectionError::BadConnection(why) if why.contains(NO_ANSWER))
+}
+
 /// Longest time to open one connection to one host, when the URL sets no `connect_timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -112,7 +121,7 @@ pub async fn connect_preferring(
             Ok(Ok(conn)) => return Ok((conn, i)),
             Ok(Err(why)) => failures.push(format!("{}: {why}", shown(host, port))),
             Err(_) => failures.push(format!(
-                "{}: no answer within {timeout:?} (unreachable, or a pooler waiting for a free \
+                "{}: {NO_ANSWER} {timeout:?} (unreachable, or a pooler waiting for a free \
                  server connection: its pool for this database, default_pool_size, used up)",
                 shown(host, port)
             )),

@@ -177,9 +177,13 @@ async fn a_race_through_pgbouncer_in_session_pooling_leaves_one_row(group_commit
     race_through(&pooler, group_commit).await;
 }
 
+/// Three instances start at once through a pool of two server connections, where each one's
+/// checks need both at once: they may hold one each and wait for another, and then let go and
+/// take turns (they used to wait until the checks' time ran out, and all fail).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_together_through_a_transaction_pooler_all_start_and_hold_nothing() {
-    let pooler = Pooler::start("PGBOUNCER_TRANSACTION", PoolMode::Transaction(Some(200)));
+    let pooler =
+        Pooler::start_with_pool("PGBOUNCER_TRANSACTION", PoolMode::Transaction(Some(200)), 2);
     let database = TestDatabase::create(pooler.setup()).await;
 
     let started = futures::future::join_all(
@@ -244,7 +248,7 @@ async fn a_pool_too_small_for_the_start_up_checks_fails_the_start_in_bounded_tim
     let pooler =
         Pooler::start_with_pool("PGBOUNCER_TRANSACTION", PoolMode::Transaction(Some(200)), 1);
     let database = TestDatabase::create(pooler.setup()).await;
-    // One second a connection attempt, so the checks get 13 s in all.
+    // One second a connection attempt, so the checks get 33 s in all.
     let url = format!("{} connect_timeout=1", database.url);
 
     let started = std::time::Instant::now();
@@ -255,11 +259,11 @@ async fn a_pool_too_small_for_the_start_up_checks_fails_the_start_in_bounded_tim
         .expect("a pool of one cannot serve the checks")
         .to_string();
     assert!(
-        error.contains("default_pool_size") && error.contains("13s"),
+        error.contains("default_pool_size") && error.contains("33s"),
         "the refusal names the pool: {error}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(45),
         "bounded: {:?}",
         started.elapsed()
     );
