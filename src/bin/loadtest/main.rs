@@ -94,8 +94,8 @@ struct Args {
     /// What the requests look like.
     #[arg(long, value_enum, default_value_t = Scenario::Distinct)]
     scenario: Scenario,
-    /// Total requests; in the batch scenario, total items, rounded up to whole batches (ignored
-    /// when --duration is given).
+    /// Total requests (race: rounded up to whole groups of --dup); in the batch scenario, total
+    /// items, rounded up to whole batches (ignored when --duration is given).
     #[arg(long, default_value_t = 10_000)]
     requests: u64,
     /// Run for this many seconds instead of a number of requests.
