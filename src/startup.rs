@@ -33,10 +33,10 @@ pub const STARTUP_CHECK_ROUND_SLACK: Duration = Duration::from_secs(3);
 /// The checks of the server that must pass before anything is migrated: prepared statements
 /// survive between transactions, advisory locks are enforced. Each round is bounded; a round
 /// that runs out, or whose connection attempt times out (a pooler's pool used up, by instances
-/// starting together say), is tried again
-/// after a random pause of up to 1, 2, then 4 s, until [`STARTUP_CHECKS_SLACK`] beyond three
-/// connection attempts has passed: behind a pooler whose pool is used up for good, a check
-/// would otherwise wait as long as the pooler lets it (PgBouncer: `query_wait_timeout`, 120 s).
+/// starting together say), is tried again after a random pause of up to 1, 2, then 4 s, until
+/// [`STARTUP_CHECKS_SLACK`] beyond three connection attempts has passed: behind a pooler whose
+/// pool is used up for good, a check would otherwise wait as long as the pooler lets it
+/// (PgBouncer: `query_wait_timeout`, 120 s).
 ///
 /// # Errors
 /// As [`db::checks::check_prepared_statements`] and [`store::locks::check_enforced`];

@@ -60,7 +60,6 @@ impl DbFault {
             "25006" => Self::ReadOnly,
             "54000" => Self::LimitExceeded,
             "22003" => Self::OutOfRange,
-
             "57P01" | "57P02" | "57P03" | "53300" => Self::Connection,
             class_08 if class_08.starts_with("08") => Self::Connection,
             _ => Self::Other,

@@ -7,7 +7,7 @@ use serde::de::{
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
-pub use crate::domain::key::{MAX_KEY_BYTES, MAX_KEY_CHARS};
+pub use crate::domain::key::MAX_KEY_BYTES;
 use crate::domain::key::{canonical_key_field, format_character, format_character_message};
 use crate::domain::price::Price;
 
@@ -61,6 +61,8 @@ impl InputError {
     }
 }
 
+/// Longest brand, serial, manufacturer or name, in characters.
+pub const MAX_KEY_CHARS: u64 = 255;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: u64 = 10_000;
 

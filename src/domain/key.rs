@@ -57,8 +57,6 @@ pub fn format_character_message(c: char) -> String {
     )
 }
 
-/// Longest brand, serial, manufacturer or name, in characters.
-pub const MAX_KEY_CHARS: u64 = 255;
 /// Most bytes of UTF-8 that brand, serial and manufacturer take together, once canonical: the
 /// three fit one entry of the key index (a B-tree entry holds at most 2,704 bytes on 8 kB pages,
 /// headers included; PostgreSQL docs, "B-Tree Indexes"; SQLSTATE 54000 beyond). Three fields of
@@ -94,7 +92,7 @@ impl ProductKey {
     }
 
     /// Bytes of the three fields together in UTF-8, as the key index stores them (compare
-    /// with [`crate::domain::input::MAX_KEY_BYTES`]).
+    /// with [`MAX_KEY_BYTES`]).
     pub fn utf8_len(&self) -> usize {
         self.brand.len() + self.serial.len() + self.manufacturer.len()
     }
